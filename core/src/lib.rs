@@ -1,0 +1,14 @@
+//! Logic shared by the allowlist Terraform provider and the `allowlist-publisher` binary.
+//!
+//! Everything here speaks in our own types (regions, NAT gateway addresses, typed errors that keep
+//! the region and the AWS error code as data); AWS SDK types stay inside the functions that call
+//! AWS. Nothing here knows about Terraform or gRPC.
+
+pub mod aws;
+pub mod egress;
+pub mod error;
+pub mod region;
+pub mod wildcard;
+
+pub use aws::{Aws, AwsSettings};
+pub use error::{AwsError, AwsErrorKind};
