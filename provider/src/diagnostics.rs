@@ -1,0 +1,78 @@
+//! The one place where errors from `allowlist-core` become Terraform diagnostics: a summary that
+//! reads as a title, a detail naming the region, operation and AWS error code, and the next step.
+
+use crate::tfplugin::{AttributePath, Diagnostic, Diagnostics};
+use allowlist_core::egress::LookupError;
+use allowlist_core::{AwsError, AwsErrorKind};
+
+/// What a user can do about a failed AWS call, judged from its error code and kind.
+fn next_step(err: &AwsError) -> &'static str {
+    match (err.code.as_deref(), err.kind) {
+        (Some("AuthFailure" | "UnrecognizedClientException" | "InvalidClientTokenId"), _) => {
+            "Check that the region exists and is enabled for the account, and that the credentials are valid there."
+        }
+        (Some(code), _) if code.starts_with("Unauthorized") || code == "AccessDenied" => {
+            "Grant the caller permission for this operation (see the provider docs for the IAM policy)."
+        }
+        (Some(code), _) if code.contains("Throttl") || code == "RequestLimitExceeded" => {
+            "AWS kept throttling after retries; try again later or look up fewer regions at once."
+        }
+        (_, AwsErrorKind::Timeout) => "AWS did not answer in time; check connectivity and try again.",
+        (_, AwsErrorKind::Network) => {
+            "Check network access to the AWS endpoint (or endpoint_url) and that the region name is right."
+        }
+        _ => "Try again; if it keeps failing, run with TF_LOG_PROVIDER=debug for details.",
+    }
+}
+
+/// A failed AWS call as a diagnostic.
+pub fn aws_error(summary: &str, err: &AwsError) -> Diagnostic {
+    Diagnostic::error(summary, format!("{err}\n\n{}", next_step(err)))
+}
+
+/// A failed egress lookup: one diagnostic per failed region, pointing at the region in
+/// `regions_attr` when the region came from the configuration.
+pub fn lookup_error(
+    err: &LookupError,
+    regions_attr: Option<(&AttributePath, &[String])>,
+) -> Diagnostics {
+    let mut diags = Diagnostics::new();
+    let region_path = |region: &str| {
+        regions_attr.and_then(|(path, names)| {
+            names
+                .iter()
+                .position(|n| n == region)
+                .map(|i| path.index(i))
+        })
+    };
+    match err {
+        LookupError::Regions { asked, failures } => {
+            for failure in failures {
+                let mut d = aws_error(
+                    &format!("Unable to Look Up NAT Gateways in {}", failure.region),
+                    failure,
+                );
+                d.detail.push_str(&format!(
+                    "\n\n{} of {asked} regions failed. No list is produced unless every region answers, \
+                     so nothing downstream receives a partial allowlist.",
+                    failures.len()
+                ));
+                if let Some(path) = region_path(&failure.region) {
+                    d = d.at(path);
+                }
+                diags.push(d);
+            }
+        }
+        LookupError::ListRegions(failure) => {
+            diags.push(aws_error("Unable to List Enabled Regions", failure));
+        }
+        LookupError::NoRegions | LookupError::BadRegion(_) => {
+            let mut d = Diagnostic::error("No Usable Region", err.to_string());
+            if let Some((path, _)) = regions_attr {
+                d = d.at(path.clone());
+            }
+            diags.push(d);
+        }
+    }
+    diags
+}

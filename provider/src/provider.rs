@@ -1,0 +1,363 @@
+//! The `allowlist` provider block: where AWS is (region, profile, endpoint), the default regions
+//! for egress lookups, and guardrails for temporary ingress. AWS clients are built once per
+//! provider process and shared by every data source and resource.
+
+use crate::data_source_egress_ips::EgressIpsDataSource;
+use crate::tfplugin::{
+    Attribute, AttributePath, Block, DataSource, Diagnostic, Diagnostics, Mode, Provider, Resource,
+    Schema, Tri, Type, Value,
+};
+use allowlist_core::{region, Aws, AwsSettings};
+use async_trait::async_trait;
+use std::sync::{Arc, OnceLock};
+
+use std::time::Duration;
+
+/// Default upper bound on a temporary grant's TTL.
+pub const DEFAULT_MAX_TTL: &str = "24h";
+/// Default service that answers with the caller's public IP.
+pub const DEFAULT_IP_LOOKUP_URL: &str = "https://checkip.amazonaws.com";
+
+/// Everything data sources and resources need once the provider is configured.
+#[derive(Debug)]
+pub struct Configured {
+    pub aws: Aws,
+    /// Default regions for `allowlist_egress_ips` (may be `["all"]`).
+    pub egress_regions: Vec<String>,
+    pub max_ttl: Duration,
+    pub ip_lookup_url: String,
+}
+
+/// The configured state, filled once by ConfigureProvider.
+pub type Shared = Arc<OnceLock<Arc<Configured>>>;
+
+/// Returns the configured provider, or a diagnostic when Terraform has not configured it.
+pub fn configured(shared: &Shared) -> Result<Arc<Configured>, Diagnostics> {
+    shared.get().cloned().ok_or_else(|| {
+        Diagnostic::error(
+            "Provider Not Configured",
+            "Terraform called the provider before configuring it. This is a bug; please report it.",
+        )
+        .into()
+    })
+}
+
+#[derive(Default)]
+pub struct AllowlistProvider {
+    shared: Shared,
+}
+
+impl AllowlistProvider {
+    pub fn new() -> Self {
+        AllowlistProvider::default()
+    }
+}
+
+/// The provider configuration after validation.
+#[derive(Debug, Default, PartialEq)]
+struct Config {
+    settings: AwsSettings,
+    egress_regions: Vec<String>,
+    max_ttl: Option<Duration>,
+    ip_lookup_url: Option<String>,
+}
+
+fn root() -> AttributePath {
+    AttributePath::root()
+}
+
+/// Checks a URL attribute: absolute http(s).
+fn check_url(value: &str, path: &AttributePath) -> Result<(), Diagnostic> {
+    if value.starts_with("https://") || value.starts_with("http://") {
+        Ok(())
+    } else {
+        Err(Diagnostic::error(
+            "Invalid URL",
+            format!("{value:?} is not an absolute http:// or https:// URL."),
+        )
+        .at(path.clone()))
+    }
+}
+
+/// Parses a duration such as `24h` or `90m`; it must be greater than zero.
+pub fn parse_positive_duration(value: &str, path: &AttributePath) -> Result<Duration, Diagnostic> {
+    match humantime::parse_duration(value) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err(Diagnostic::error("Invalid Duration", "The duration must be greater than zero.")
+            .at(path.clone())),
+        Err(err) => Err(Diagnostic::error(
+            "Invalid Duration",
+            format!("{value:?} is not a duration ({err}). Use forms like \"24h\", \"90m\" or \"1h30m\"."),
+        )
+        .at(path.clone())),
+    }
+}
+
+/// Checks a list of region names, allowing `["all"]` when `allow_all`.
+pub fn check_regions(
+    regions: &[Tri<String>],
+    path: &AttributePath,
+    allow_all: bool,
+) -> Diagnostics {
+    let mut diags = Diagnostics::new();
+    let all = allowlist_core::egress::ALL_REGIONS;
+    for (i, name) in regions.iter().enumerate() {
+        let Tri::Known(name) = name else { continue };
+        if name == all {
+            if !allow_all || regions.len() > 1 {
+                diags.push(
+                    Diagnostic::error(
+                        "Invalid Region List",
+                        format!("\"{all}\" means every enabled region and must be the only value."),
+                    )
+                    .at(path.index(i)),
+                );
+            }
+            continue;
+        }
+        if let Err(msg) = region::check_name(name) {
+            diags.push(Diagnostic::error("Invalid Region", msg).at(path.index(i)));
+        }
+    }
+    diags
+}
+
+/// Reads and checks the configuration. Unknown values are skipped when `allow_unknown`
+/// (validation) and are errors otherwise (configuration needs every value).
+fn read_config(config: &Value, allow_unknown: bool) -> (Config, Diagnostics) {
+    let mut diags = Diagnostics::new();
+    let mut out = Config::default();
+    let string = |name: &str, diags: &mut Diagnostics| -> Option<String> {
+        match diags.take(config.get::<String>(&root(), name))? {
+            Tri::Known(v) => Some(v),
+            Tri::Null => None,
+            Tri::Unknown => {
+                if !allow_unknown {
+                    diags.push(unknown_at_configure(name));
+                }
+                None
+            }
+        }
+    };
+    out.settings.region = string("region", &mut diags);
+    out.settings.profile = string("profile", &mut diags);
+    out.settings.endpoint_url = string("endpoint_url", &mut diags);
+    let max_ttl = string("max_ttl", &mut diags);
+    out.ip_lookup_url = string("ip_lookup_url", &mut diags);
+
+    if let Some(region) = &out.settings.region {
+        if let Err(msg) = region::check_name(region) {
+            diags.push(Diagnostic::error("Invalid Region", msg).at(root().attr("region")));
+        }
+    }
+    if let Some(url) = &out.settings.endpoint_url {
+        diags.take(check_url(url, &root().attr("endpoint_url")));
+    }
+    if let Some(url) = &out.ip_lookup_url {
+        diags.take(check_url(url, &root().attr("ip_lookup_url")));
+    }
+    if let Some(ttl) = max_ttl {
+        out.max_ttl = diags.take(parse_positive_duration(&ttl, &root().attr("max_ttl")));
+    }
+    match diags.take(config.get::<Vec<Tri<String>>>(&root(), "egress_regions")) {
+        Some(Tri::Known(regions)) => {
+            let path = root().attr("egress_regions");
+            diags.extend(check_regions(&regions, &path, true));
+            if regions.iter().any(Tri::is_unknown) && !allow_unknown {
+                diags.push(unknown_at_configure("egress_regions"));
+            }
+            out.egress_regions = regions.into_iter().filter_map(Tri::known).collect();
+        }
+        Some(Tri::Unknown) if !allow_unknown => diags.push(unknown_at_configure("egress_regions")),
+        _ => {}
+    }
+    (out, diags)
+}
+
+fn unknown_at_configure(name: &str) -> Diagnostic {
+    Diagnostic::error(
+        "Provider Configuration Not Known",
+        format!("{name} depends on a value that is not known until apply. The provider needs it to plan; set it from values known at plan time."),
+    )
+    .at(root().attr(name))
+}
+
+#[async_trait]
+impl Provider for AllowlistProvider {
+    fn schema(&self) -> Schema {
+        Schema::new(
+            Block::new(
+                "The allowlist provider answers two questions: which IPs our traffic comes from \
+                 (`allowlist_egress_ips`, looked up across many regions at once) and how to let someone in \
+                 for a while (`allowlist_temporary_ingress`). AWS credentials come from the usual AWS chain \
+                 (environment, shared config and credentials files, SSO, container and instance roles).",
+            )
+            .attribute(Attribute::new(
+                "region",
+                Type::String,
+                Mode::Optional,
+                "The home AWS region: the default region of temporary ingress grants, of egress lookups when \
+                 neither the data source nor `egress_regions` names any, and where the region list is read for \
+                 `[\"all\"]`. Defaults to the AWS SDK's region (`AWS_REGION`, the profile).",
+            ))
+            .attribute(Attribute::new(
+                "profile",
+                Type::String,
+                Mode::Optional,
+                "A named profile from the AWS shared config and credentials files. Defaults to `AWS_PROFILE`, \
+                 else `default`.",
+            ))
+            .attribute(Attribute::new(
+                "egress_regions",
+                Type::list(Type::String),
+                Mode::Optional,
+                "Default regions for `allowlist_egress_ips` lookups, e.g. `[\"us-west-2\", \"eu-central-1\"]`. \
+                 `[\"all\"]` means every region enabled for the account.",
+            ))
+            .attribute(Attribute::new(
+                "endpoint_url",
+                Type::String,
+                Mode::Optional,
+                "A custom AWS endpoint for every service, e.g. a local emulator at `http://127.0.0.1:5000`. \
+                 Defaults to `AWS_ENDPOINT_URL`, else AWS itself.",
+            ))
+            .attribute(Attribute::new(
+                "max_ttl",
+                Type::String,
+                Mode::Optional,
+                "The longest `ttl` a temporary ingress grant may have, as a duration such as `24h` or `90m`. \
+                 Defaults to `24h`.",
+            ))
+            .attribute(Attribute::new(
+                "ip_lookup_url",
+                Type::String,
+                Mode::Optional,
+                "A URL that answers with the caller's public IP address as plain text; used when a temporary \
+                 ingress grant sets no `cidr_blocks`. Defaults to `https://checkip.amazonaws.com`.",
+            )),
+        )
+    }
+
+    fn validate(&self, config: &Value) -> Diagnostics {
+        read_config(config, true).1
+    }
+
+    async fn configure(&self, terraform_version: &str, config: &Value) -> Diagnostics {
+        let (config, diags) = read_config(config, false);
+        if diags.has_errors() {
+            return diags;
+        }
+        let aws = Aws::load(&config.settings).await;
+        tracing::info!(
+            terraform_version,
+            region = aws.home_region().unwrap_or("(none)"),
+            egress_regions = ?config.egress_regions,
+            endpoint_override = config.settings.endpoint_url.is_some(),
+            "provider configured"
+        );
+        let configured = Configured {
+            aws,
+            egress_regions: config.egress_regions,
+            max_ttl: config.max_ttl.unwrap_or_else(|| {
+                humantime::parse_duration(DEFAULT_MAX_TTL).unwrap_or(Duration::from_secs(86_400))
+            }),
+            ip_lookup_url: config
+                .ip_lookup_url
+                .unwrap_or_else(|| DEFAULT_IP_LOOKUP_URL.to_owned()),
+        };
+        // Terraform configures each provider process once; a repeat keeps the first.
+        let _ = self.shared.set(Arc::new(configured));
+        diags
+    }
+
+    fn data_sources(&self) -> Vec<Arc<dyn DataSource>> {
+        vec![Arc::new(EgressIpsDataSource::new(self.shared.clone()))]
+    }
+
+    fn resources(&self) -> Vec<Arc<dyn Resource>> {
+        Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, Value)]) -> Value {
+        let mut v = Value::object(pairs.iter().map(|(k, v)| (*k, v.clone())));
+        AllowlistProvider::new()
+            .schema()
+            .block
+            .conform(&mut v)
+            .expect("conforms");
+        v
+    }
+
+    fn paths(diags: &Diagnostics) -> Vec<String> {
+        diags
+            .iter()
+            .filter_map(|d| d.path.as_ref().map(ToString::to_string))
+            .collect()
+    }
+
+    #[test]
+    fn schema_is_valid_and_fully_described() {
+        assert_eq!(
+            AllowlistProvider::new().schema().block.check("provider"),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn empty_configuration_is_valid() {
+        let (cfg, diags) = read_config(&config(&[]), false);
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(cfg, Config::default());
+    }
+
+    #[test]
+    fn bad_values_point_at_their_attribute() {
+        let (_, diags) = read_config(
+            &config(&[
+                ("region", Value::string("mars-1")),
+                (
+                    "egress_regions",
+                    Value::strings(["us-west-2", "bogus", "all"]),
+                ),
+                ("max_ttl", Value::string("0s")),
+                ("endpoint_url", Value::string("127.0.0.1:5000")),
+                ("ip_lookup_url", Value::string("ftp://x")),
+            ]),
+            true,
+        );
+        assert_eq!(
+            paths(&diags),
+            vec![
+                "region",
+                "endpoint_url",
+                "ip_lookup_url",
+                "max_ttl",
+                "egress_regions[1]",
+                "egress_regions[2]"
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_values_are_fine_to_validate_but_not_to_configure() {
+        let cfg = config(&[("region", Value::unknown())]);
+        assert!(read_config(&cfg, true).1.is_empty());
+        let (_, diags) = read_config(&cfg, false);
+        assert_eq!(paths(&diags), vec!["region"]);
+    }
+
+    #[test]
+    fn all_regions_alone_is_accepted() {
+        let (cfg, diags) = read_config(
+            &config(&[("egress_regions", Value::strings(["all"]))]),
+            false,
+        );
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(cfg.egress_regions, vec!["all"]);
+    }
+}
