@@ -1,0 +1,708 @@
+"""The AWS emulator of the test bed: moto 5.2.5 in server mode, made honest.
+
+Owns everything between a test's HTTP request and moto's backends:
+
+* ``python testbed/emulator.py --port N`` serves on 127.0.0.1 only (port 0 picks
+  a free port) and prints ``READY http://127.0.0.1:PORT`` once it listens.
+* Patches to moto, applied before serving, so that its known gaps cannot make
+  a test pass (see shared/notes/testbed.md):
+    - EC2 DescribeNatGateways honours ``tag:<key>``, ``tag-key``, ``tag-value``
+      filters (AWS wildcards ``*`` and ``?``), rejects unknown filters, and
+      paginates (``MaxResults`` 5..1000, opaque ``NextToken``).
+    - A NAT gateway carries several public addresses as on AWS:
+      CreateNatGateway ``SecondaryAllocationIds`` and AssociateNatGatewayAddress.
+      Unknown ids on DeleteNatGateway answer ``NatGatewayNotFound``.
+    - AuthorizeSecurityGroupIngress returns the rules of every IpPermissions
+      item, and is atomic (a failing item leaves the group untouched).
+    - DescribeRegions honours ``AllRegions``, ``RegionNames`` and the
+      ``region-name`` / ``endpoint`` / ``opt-in-status`` filters, and lists
+      only the commercial partition.
+    - A request signed for a region that is not enabled for the account
+      (unknown to moto, another partition, or an opt-in region not opted in;
+      ``--opt-in`` enables some) answers HTTP 401 ``AuthFailure`` naming the
+      region, not an HTML 500.
+* A WSGI middleware in front of moto: request counters and fault injection
+  under ``/_testbed/``, and ``POST /moto-api/reset`` also clearing both.
+
+REST services without an ``Action`` parameter (S3, CloudFront) are counted and
+matched by their HTTP method (``GET``, ``PUT``, ...) as the action.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+import socket
+import struct
+import sys
+import threading
+import time
+import uuid
+from http import HTTPStatus
+from io import BytesIO
+from typing import Any, Callable, Iterable
+from urllib.parse import parse_qs
+from xml.sax.saxutils import escape
+
+from moto.core.responses import ActionResult
+from moto.ec2.exceptions import EC2ClientError
+from moto.ec2.models.availability_zones_and_regions import RegionsAndZonesBackend
+from moto.ec2.models.nat_gateways import NatGateway, NatGatewayBackend
+from moto.ec2.responses.availability_zones_and_regions import AvailabilityZonesAndRegions
+from moto.ec2.responses.nat_gateways import NatGateways
+from moto.ec2.responses.security_groups import SecurityGroups
+from moto.ec2.utils import add_tag_specification, random_private_ip
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import ThreadedWSGIServer
+
+HOST = "127.0.0.1"
+
+
+# --------------------------------------------------------------------------
+# AWS wildcard matching (`*` = any run of characters, `?` = one character,
+# a backslash escapes the next character). Unlike fnmatch, `[` is literal.
+# --------------------------------------------------------------------------
+
+
+def wildcard_regex(pattern: str) -> re.Pattern[str]:
+    """Compile an AWS filter value into an anchored regular expression."""
+    parts: list[str] = []
+    chars = iter(pattern)
+    for ch in chars:
+        if ch == "\\":
+            parts.append(re.escape(next(chars, "\\")))
+        elif ch == "*":
+            parts.append(".*")
+        elif ch == "?":
+            parts.append(".")
+        else:
+            parts.append(re.escape(ch))
+    return re.compile("".join(parts), re.DOTALL)
+
+
+def matches_any(patterns: Iterable[str], values: Iterable[str]) -> bool:
+    """True when any value fully matches any of the wildcard patterns."""
+    regexes = [wildcard_regex(p) for p in patterns]
+    return any(r.fullmatch(v) for r in regexes for v in values)
+
+
+def invalid_filter(name: str) -> EC2ClientError:
+    return EC2ClientError("InvalidParameterValue", f"The filter '{name}' is invalid")
+
+
+# --------------------------------------------------------------------------
+# NAT gateways: tag filters, pagination, several addresses per gateway.
+# --------------------------------------------------------------------------
+
+NAT_ATTRIBUTE_FILTERS = {
+    "nat-gateway-id": "id",
+    "state": "state",
+    "subnet-id": "subnet_id",
+    "vpc-id": "vpc_id",
+}
+NAT_PAGE_MIN, NAT_PAGE_MAX = 5, 1000
+
+
+def nat_filter_matches(gateway: NatGateway, name: str, values: list[str]) -> bool:
+    """One EC2 filter against one gateway; values are OR-ed, as on AWS."""
+    tags = {t["key"]: t["value"] for t in gateway.get_tags()}
+    if name.startswith("tag:"):
+        key = name[len("tag:"):]
+        return key in tags and matches_any(values, [tags[key]])
+    if name == "tag-key":
+        return matches_any(values, tags.keys())
+    if name == "tag-value":
+        return matches_any(values, tags.values())
+    if name in NAT_ATTRIBUTE_FILTERS:
+        return getattr(gateway, NAT_ATTRIBUTE_FILTERS[name]) in values
+    raise invalid_filter(name)
+
+
+def describe_nat_gateways_model(
+    self: NatGatewayBackend, filters: dict[str, list[str]] | None, nat_gateway_ids: list[str] | None
+) -> list[NatGateway]:
+    """Replaces NatGatewayBackend.describe_nat_gateways: every filter is applied (AND)."""
+    gateways = list(self.nat_gateways.values())
+    if nat_gateway_ids:
+        gateways = [g for g in gateways if g.id in nat_gateway_ids]
+    for name, values in (filters or {}).items():
+        gateways = [g for g in gateways if nat_filter_matches(g, name, values)]
+    return gateways
+
+
+def paginate_nat_gateways(
+    backend: NatGatewayBackend, gateways: list[NatGateway], max_results: Any, next_token: str | None
+) -> tuple[list[NatGateway], str | None]:
+    """One page of gateways in creation order. The token names the last gateway
+    returned, so a page never repeats or skips one, even if states change."""
+    if max_results is None and not next_token:
+        return gateways, None
+    size = NAT_PAGE_MAX if max_results is None else int(max_results)
+    if not NAT_PAGE_MIN <= size <= NAT_PAGE_MAX:
+        raise EC2ClientError(
+            "InvalidParameterValue",
+            f"Value ( {size} ) for parameter maxResults is invalid. "
+            f"Expecting a value between {NAT_PAGE_MIN} and {NAT_PAGE_MAX}.",
+        )
+    order = {gid: n for n, gid in enumerate(backend.nat_gateways)}
+    if next_token:
+        after = order.get(token_gateway_id(next_token))
+        if after is None:
+            raise EC2ClientError("InvalidPaginationToken", f"Invalid pagination token: {next_token}")
+        gateways = [g for g in gateways if order[g.id] > after]
+    page = gateways[:size]
+    more = len(gateways) > size
+    return page, (gateway_token(page[-1].id) if more else None)
+
+
+TOKEN_PREFIX = "testbed-after:"
+
+
+def gateway_token(gateway_id: str) -> str:
+    """An opaque NextToken (not an id a client could pass by mistake)."""
+    return base64.urlsafe_b64encode((TOKEN_PREFIX + gateway_id).encode()).decode()
+
+
+def token_gateway_id(token: str) -> str | None:
+    try:
+        text = base64.urlsafe_b64decode(token.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return text[len(TOKEN_PREFIX):] if text.startswith(TOKEN_PREFIX) else None
+
+
+def describe_nat_gateways_response(self: NatGateways) -> ActionResult:
+    """Replaces the DescribeNatGateways handler: filters plus real pagination."""
+    gateways = self.ec2_backend.describe_nat_gateways(
+        self._filters_from_querystring(), self._get_param("NatGatewayIds", [])
+    )
+    page, token = paginate_nat_gateways(
+        self.ec2_backend, gateways, self._get_param("MaxResults"), self._get_param("NextToken")
+    )
+    result: dict[str, Any] = {"NatGateways": page}
+    if token:
+        result["NextToken"] = token
+    return ActionResult(result)
+
+
+def nat_gateway_or_fail(backend: NatGatewayBackend, nat_gateway_id: str) -> NatGateway:
+    gateway = backend.nat_gateways.get(nat_gateway_id)
+    if gateway is None:
+        raise EC2ClientError("NatGatewayNotFound", f"The Nat Gateway {nat_gateway_id} was not found")
+    return gateway
+
+
+def check_allocations_free(backend: Any, allocation_ids: list[str]) -> None:
+    """Fail before any change if an allocation is unknown or already in use."""
+    for eip in backend.address_by_allocation(allocation_ids):
+        if eip.association_id or eip.eni or eip.instance:
+            raise EC2ClientError(
+                "Resource.AlreadyAssociated",
+                f"Elastic IP address [{eip.allocation_id}] is already associated",
+            )
+
+
+def attach_secondary_address(backend: Any, gateway: NatGateway, allocation_id: str) -> dict[str, Any]:
+    """Give the gateway one more public address, with its own private address."""
+    eni = gateway._eni
+    primary_public_ip = eni.public_ip
+    eip = backend.associate_address(eni=eni, allocation_id=allocation_id)
+    eni.public_ip = primary_public_ip  # moto's ENI keeps one public IP: the primary
+    address = {
+        "allocationId": allocation_id,
+        "publicIp": eip.public_ip,
+        "associationId": eip.association_id,
+        "networkInterfaceId": eni.id,
+        "privateIp": random_private_ip(backend.get_subnet(gateway.subnet_id).cidr_block),
+        "isPrimary": False,
+        "status": "succeeded",
+    }
+    gateway.address_set.append(address)
+    return address
+
+
+_moto_create_nat_gateway = NatGatewayBackend.create_nat_gateway
+
+
+def create_nat_gateway_model(
+    self: NatGatewayBackend,
+    subnet_id: str,
+    allocation_id: str,
+    tags: dict[str, str] | None = None,
+    connectivity_type: str = "public",
+    secondary_allocation_ids: list[str] | None = None,
+) -> NatGateway:
+    """Wraps NatGatewayBackend.create_nat_gateway: adds secondary addresses."""
+    secondary = list(secondary_allocation_ids or [])
+    if secondary:
+        check_allocations_free(self, secondary)
+    gateway = _moto_create_nat_gateway(self, subnet_id, allocation_id, tags, connectivity_type)
+    gateway.address_set[0].update(isPrimary=True, status="succeeded")
+    for extra in secondary:
+        attach_secondary_address(self, gateway, extra)
+    return gateway
+
+
+def create_nat_gateway_response(self: NatGateways) -> ActionResult:
+    """Replaces the CreateNatGateway handler to pass SecondaryAllocationIds on."""
+    gateway = self.ec2_backend.create_nat_gateway(
+        subnet_id=self._get_param("SubnetId"),
+        allocation_id=self._get_param("AllocationId"),
+        tags=add_tag_specification(self._get_param("TagSpecifications", [])),
+        connectivity_type=self._get_param("ConnectivityType"),
+        secondary_allocation_ids=self._get_param("SecondaryAllocationIds", []),
+    )
+    return ActionResult({"NatGateway": gateway})
+
+
+def associate_nat_gateway_address_response(self: NatGateways) -> ActionResult:
+    """AssociateNatGatewayAddress, which moto lacks."""
+    gateway = nat_gateway_or_fail(self.ec2_backend, self._get_param("NatGatewayId"))
+    allocation_ids = self._get_param("AllocationIds", [])
+    check_allocations_free(self.ec2_backend, allocation_ids)
+    added = [attach_secondary_address(self.ec2_backend, gateway, a) for a in allocation_ids]
+    return ActionResult({"NatGatewayId": gateway.id, "NatGatewayAddresses": added})
+
+
+def delete_nat_gateway_model(self: NatGatewayBackend, nat_gateway_id: str) -> NatGateway:
+    """Replaces NatGatewayBackend.delete_nat_gateway: unknown id is an AWS error, not a 500."""
+    gateway = nat_gateway_or_fail(self, nat_gateway_id)
+    gateway.state = "deleted"
+    return gateway
+
+
+# --------------------------------------------------------------------------
+# Security groups: AuthorizeSecurityGroupIngress over several IpPermissions.
+# --------------------------------------------------------------------------
+
+
+def authorize_security_group_ingress_response(self: SecurityGroups) -> ActionResult:
+    """Replaces the handler: all items' rules are returned; any failure rolls back."""
+    self.error_on_dryrun()
+    backend = self.ec2_backend
+    snapshots: dict[int, tuple[Any, list[Any]]] = {}
+    added: list[Any] = []
+    try:
+        for kwargs in self._process_rules_from_querystring():
+            group = backend.get_security_group_by_name_or_id(kwargs["group_name_or_id"], None)
+            if group is not None:
+                snapshots.setdefault(id(group), (group, list(group.ingress_rules)))
+            rules, _ = backend.authorize_security_group_ingress(**kwargs)
+            added.extend(rules)
+    except Exception:
+        for group, rules_before in snapshots.values():
+            dropped = [r for r in group.ingress_rules if r not in rules_before]
+            group.ingress_rules[:] = rules_before
+            for rule in dropped:
+                backend.tags.pop(rule.id, None)
+        raise
+    return ActionResult({"Return": True, "SecurityGroupRules": added})
+
+
+# --------------------------------------------------------------------------
+# Regions: which are enabled for the account, and DescribeRegions.
+# --------------------------------------------------------------------------
+
+REGION_FILTERS = {"region-name": "name", "endpoint": "endpoint", "opt-in-status": "opt_in_status"}
+
+
+def commercial_regions() -> list[Any]:
+    """moto's Region objects of the `aws` partition (no GovCloud, no China)."""
+    return [
+        r
+        for r in RegionsAndZonesBackend.regions
+        if r.endpoint.endswith(".amazonaws.com") and not r.name.startswith("us-gov-")
+    ]
+
+
+def opt_in(region_names: Iterable[str]) -> None:
+    """Mark opt-in regions as opted in (enabled for the account)."""
+    wanted = set(region_names)
+    for region in commercial_regions():
+        if region.name in wanted and region.opt_in_status == "not-opted-in":
+            region.opt_in_status = "opted-in"
+    unknown = wanted - {r.name for r in commercial_regions()}
+    if unknown:
+        raise SystemExit(f"--opt-in: unknown region(s) {sorted(unknown)}")
+
+
+def enabled_region_names() -> set[str]:
+    return {r.name for r in commercial_regions() if r.opt_in_status != "not-opted-in"}
+
+
+def describe_regions_response(self: AvailabilityZonesAndRegions) -> ActionResult:
+    """Replaces the DescribeRegions handler with AWS's selection rules."""
+    self.error_on_dryrun()
+    regions = commercial_regions()
+    names = self._get_param("RegionNames", [])
+    if names:
+        by_name = {r.name: r for r in regions}
+        unknown = [n for n in names if n not in by_name]
+        if unknown:
+            raise EC2ClientError("InvalidParameterValue", f"Invalid region: {unknown[0]}")
+        regions = [by_name[n] for n in names]
+    elif not self._get_bool_param("AllRegions", False):
+        regions = [r for r in regions if r.opt_in_status != "not-opted-in"]
+    for name, values in self._filters_from_querystring().items():
+        if name not in REGION_FILTERS:
+            raise invalid_filter(name)
+        regions = [r for r in regions if matches_any(values, [getattr(r, REGION_FILTERS[name])])]
+    return ActionResult({"Regions": regions})
+
+
+def patch_moto() -> None:
+    """Install every model/handler replacement above into moto's classes."""
+    NatGatewayBackend.describe_nat_gateways = describe_nat_gateways_model
+    NatGatewayBackend.create_nat_gateway = create_nat_gateway_model
+    NatGatewayBackend.delete_nat_gateway = delete_nat_gateway_model
+    NatGateways.describe_nat_gateways = describe_nat_gateways_response
+    NatGateways.create_nat_gateway = create_nat_gateway_response
+    NatGateways.associate_nat_gateway_address = associate_nat_gateway_address_response
+    SecurityGroups.authorize_security_group_ingress = authorize_security_group_ingress_response
+    AvailabilityZonesAndRegions.describe_regions = describe_regions_response
+
+
+# --------------------------------------------------------------------------
+# What a request is: region/service from SigV4, action from the parameters.
+# --------------------------------------------------------------------------
+
+
+class RequestInfo:
+    """Region, service and action of one AWS request (None when unsigned)."""
+
+    def __init__(self, environ: dict[str, Any]):
+        self.region, self.service = credential_scope(environ)
+        self.target = environ.get("HTTP_X_AMZ_TARGET")
+        self.action = request_action(environ, self.target)
+
+    def key(self) -> tuple[str, str, str]:
+        return (self.region or "-", self.service or "-", self.action)
+
+
+def credential_scope(environ: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(region, service) from `Credential=AKID/date/region/service/aws4_request`,
+    in the Authorization header or a presigned URL's X-Amz-Credential."""
+    match = re.search(r"Credential=([^,\s]+)", environ.get("HTTP_AUTHORIZATION", ""))
+    scope = match.group(1) if match else None
+    if scope is None:
+        scope = parse_qs(environ.get("QUERY_STRING", "")).get("X-Amz-Credential", [None])[0]
+    parts = scope.split("/") if scope else []
+    if len(parts) == 5 and parts[4] == "aws4_request":
+        return parts[2], parts[3]
+    return None, None
+
+
+def request_action(environ: dict[str, Any], target: str | None) -> str:
+    """`Action=` of a Query request (body or query string), the operation of a
+    JSON request (X-Amz-Target), else the HTTP method of a REST request."""
+    action = parse_qs(environ.get("QUERY_STRING", "")).get("Action", [None])[0]
+    content_type = environ.get("CONTENT_TYPE", "")
+    if action is None and content_type.startswith("application/x-www-form-urlencoded"):
+        action = parse_qs(buffer_body(environ).decode("utf-8", "replace")).get("Action", [None])[0]
+    if action is None and target:
+        action = target.rsplit(".", 1)[-1]
+    return action or environ.get("REQUEST_METHOD", "GET")
+
+
+def buffer_body(environ: dict[str, Any]) -> bytes:
+    """Read the request body once and put it back for moto to read again."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = BytesIO(body)
+    return body
+
+
+# --------------------------------------------------------------------------
+# AWS-shaped error bodies, by protocol.
+# --------------------------------------------------------------------------
+
+
+ErrorReply = tuple[str, list[tuple[str, str]], bytes]  # status line, headers, body
+
+
+def aws_error(info: RequestInfo, status: int, code: str, message: str) -> ErrorReply:
+    """(status line, headers, body) of an AWS error in the request's protocol."""
+    request_id = str(uuid.uuid4())
+    code_x, message_x = escape(code), escape(message)
+    if info.target:
+        content_type = "application/x-amz-json-1.1"
+        body = json.dumps({"__type": code, "message": message})
+    elif info.service == "ec2":
+        content_type = "text/xml"
+        body = (
+            f"<Response><Errors><Error><Code>{code_x}</Code><Message>{message_x}</Message>"
+            f"</Error></Errors><RequestID>{request_id}</RequestID></Response>"
+        )
+    elif info.service == "s3":
+        content_type = "application/xml"
+        body = (
+            f"<Error><Code>{code_x}</Code><Message>{message_x}</Message>"
+            f"<RequestId>{request_id}</RequestId></Error>"
+        )
+    else:  # other Query and REST-XML services (STS, IAM, CloudFront, ...)
+        kind = "Receiver" if status >= 500 else "Sender"
+        content_type = "text/xml"
+        body = (
+            f"<ErrorResponse><Error><Type>{kind}</Type><Code>{code_x}</Code>"
+            f"<Message>{message_x}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+        )
+    data = body.encode("utf-8")
+    headers = [
+        ("Content-Type", content_type),
+        ("Content-Length", str(len(data))),
+        ("x-amzn-RequestId", request_id),
+        ("x-amz-request-id", request_id),
+    ]
+    return f"{status} {reason(status)}", headers, data
+
+
+def reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+# --------------------------------------------------------------------------
+# Fault table and request counters.
+# --------------------------------------------------------------------------
+
+FAULT_MODES = ("error", "delay", "reset")
+FAULT_DEFAULTS = {
+    "region": "*",
+    "service": "*",
+    "action": "*",
+    "status": 503,
+    "code": "Unavailable",
+    "message": "The service is unavailable (fault injected by the test bed).",
+    "delay_ms": 0,
+    "times": None,
+}
+
+
+class ResetConnection(ConnectionResetError):
+    """Raised by the middleware to make the server drop the connection with a TCP RST."""
+
+
+def parse_fault(raw: Any) -> dict[str, Any]:
+    """Validate one rule and fill in defaults; ValueError says what is wrong."""
+    if not isinstance(raw, dict):
+        raise ValueError("each fault rule must be a JSON object")
+    unknown = set(raw) - set(FAULT_DEFAULTS) - {"mode"}
+    if unknown:
+        raise ValueError(f"unknown fault field(s): {sorted(unknown)}")
+    rule = {**FAULT_DEFAULTS, **raw}
+    if rule.get("mode") not in FAULT_MODES:
+        raise ValueError(f"mode must be one of {FAULT_MODES}, got {rule.get('mode')!r}")
+    for field in ("region", "service", "action", "code", "message"):
+        if not isinstance(rule[field], str):
+            raise ValueError(f"{field} must be a string")
+    for field in ("status", "delay_ms"):
+        if not isinstance(rule[field], int) or rule[field] < 0:
+            raise ValueError(f"{field} must be a non-negative integer")
+    if rule["times"] is not None and (not isinstance(rule["times"], int) or rule["times"] < 0):
+        raise ValueError("times must be null or a non-negative integer")
+    return rule
+
+
+class TestbedState:
+    """The fault table and the request counters, shared by all server threads."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.faults: list[dict[str, Any]] = []
+        self.counts: dict[tuple[str, str, str], int] = {}
+
+    def clear(self) -> None:
+        with self.lock:
+            self.faults = []
+            self.counts = {}
+
+    def count(self, info: RequestInfo) -> None:
+        with self.lock:
+            self.counts[info.key()] = self.counts.get(info.key(), 0) + 1
+
+    def take_fault(self, info: RequestInfo) -> dict[str, Any] | None:
+        """The first rule matching this request, its `times` spent by one."""
+        region, service, action = info.key()
+        with self.lock:
+            for rule in self.faults:
+                if rule["times"] == 0:
+                    continue
+                if all(rule[f] in ("*", value) for f, value in
+                       (("region", region), ("service", service), ("action", action))):
+                    if rule["times"] is not None:
+                        rule["times"] -= 1
+                    return dict(rule)
+        return None
+
+    def counters_json(self) -> dict[str, Any]:
+        with self.lock:
+            rows = [
+                {"region": r, "service": s, "action": a, "count": n}
+                for (r, s, a), n in sorted(self.counts.items())
+            ]
+        return {"requests": rows, "total": sum(row["count"] for row in rows)}
+
+
+# --------------------------------------------------------------------------
+# The middleware in front of moto's WSGI app.
+# --------------------------------------------------------------------------
+
+StartResponse = Callable[..., Any]
+
+
+class TestbedMiddleware:
+    """Serves /_testbed/*, counts and faults AWS requests, rejects disabled regions."""
+
+    def __init__(self, app: Callable[..., Any], state: TestbedState, enabled_regions: set[str]):
+        self.app = app
+        self.state = state
+        self.enabled_regions = enabled_regions
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD", "GET")
+        if path.startswith("/_testbed/"):
+            return self.control(method, path, environ, start_response)
+        if path.startswith("/moto-api/"):
+            body = list(self.app(environ, start_response))
+            if path == "/moto-api/reset" and method == "POST":
+                self.state.clear()
+            return body
+
+        info = RequestInfo(environ)
+        self.state.count(info)
+        fault = self.state.take_fault(info)
+        if fault is not None:
+            if fault["mode"] == "reset":
+                raise ResetConnection("fault injected by the test bed")
+            if fault["mode"] == "error":
+                status, headers, data = aws_error(info, fault["status"], fault["code"], fault["message"])
+                start_response(status, headers)
+                return [data]
+            time.sleep(fault["delay_ms"] / 1000.0)
+        if info.region is not None and info.region not in self.enabled_regions:
+            status, headers, data = aws_error(
+                info, 401, "AuthFailure",
+                "AWS was not able to validate the provided access credentials: "
+                f"region '{info.region}' is not enabled for this account.",
+            )
+            start_response(status, headers)
+            return [data]
+        return self.app(environ, start_response)
+
+    def control(
+        self, method: str, path: str, environ: dict[str, Any], start_response: StartResponse
+    ) -> list[bytes]:
+        """The test bed's own API: faults and request counters."""
+        if path == "/_testbed/faults" and method == "POST":
+            try:
+                rules = json.loads(buffer_body(environ) or b"null")
+                if not isinstance(rules, list):
+                    raise ValueError("the body must be a JSON list of fault rules")
+                parsed = [parse_fault(r) for r in rules]
+            except ValueError as err:
+                return reply(start_response, 400, {"error": str(err)})
+            with self.state.lock:
+                self.state.faults = parsed
+            return reply(start_response, 200, {"faults": parsed})
+        if path == "/_testbed/faults" and method == "GET":
+            with self.state.lock:
+                return reply(start_response, 200, {"faults": list(self.state.faults)})
+        if path == "/_testbed/faults" and method == "DELETE":
+            with self.state.lock:
+                self.state.faults = []
+            return reply(start_response, 200, {"faults": []})
+        if path == "/_testbed/requests" and method == "GET":
+            return reply(start_response, 200, self.state.counters_json())
+        if path == "/_testbed/requests" and method == "DELETE":
+            with self.state.lock:
+                self.state.counts = {}
+            return reply(start_response, 200, {"requests": [], "total": 0})
+        return reply(start_response, 404, {"error": f"no test bed endpoint {method} {path}"})
+
+
+def reply(start_response: StartResponse, status: int, payload: Any) -> list[bytes]:
+    data = json.dumps(payload).encode("utf-8")
+    start_response(
+        f"{status} {reason(status)}",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(data)))],
+    )
+    return [data]
+
+
+# --------------------------------------------------------------------------
+# The threaded server, able to drop a connection with a TCP RST.
+# --------------------------------------------------------------------------
+
+
+class RequestHandler(MotoRequestHandler):
+    """moto's handler; a ResetConnection from the app aborts the connection."""
+
+    def connection_dropped(self, error: BaseException, environ: Any = None) -> None:
+        if isinstance(error, ResetConnection):
+            self.close_connection = True
+            # Linger 0: close() sends RST at once instead of a FIN handshake.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.server.abort_on_close(self.connection)
+        super().connection_dropped(error, environ)
+
+
+class Server(ThreadedWSGIServer):
+    """werkzeug's threaded server; aborted connections skip the graceful shutdown."""
+
+    def __init__(self, port: int, app: Callable[..., Any]):
+        self._aborted: set[socket.socket] = set()
+        self._aborted_lock = threading.Lock()
+        super().__init__(HOST, port, app, handler=RequestHandler)
+
+    def abort_on_close(self, connection: socket.socket) -> None:
+        with self._aborted_lock:
+            self._aborted.add(connection)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._aborted_lock:
+            aborted = request in self._aborted
+            self._aborted.discard(request)
+        if aborted:
+            request.close()
+        else:
+            super().shutdown_request(request)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0 = any free port)")
+    parser.add_argument("--opt-in", default="", help="comma-separated opt-in regions to enable")
+    parser.add_argument("--quiet", action="store_true", help="do not log each request")
+    args = parser.parse_args(argv)
+
+    patch_moto()
+    opt_in(r for r in args.opt_in.split(",") if r)
+    state = TestbedState()
+    app = TestbedMiddleware(DomainDispatcherApplication(create_backend_app), state, enabled_region_names())
+    server = Server(args.port, app)
+    if args.quiet:
+        RequestHandler.log_request = lambda *a, **k: None  # type: ignore[method-assign]
+    print(f"READY http://{HOST}:{server.socket.getsockname()[1]}", flush=True)
+    # From here on stdout is stderr: a launcher reads only the READY line, and
+    # anything moto prints later must not fill a pipe nobody drains.
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+"""The client side of the emulator: launch it, control it, seed AWS data into it.
+
+Owns what tests (pytest fixtures, benchmarks) do *to* ``testbed/emulator.py``:
+
+    emu = Emulator.launch(python, log_path)          # starts it, waits for READY
+    emu.seed.nat_gateway("eu-central-1", {"Name": "egress-a"}, ips=["203.0.113.10", "203.0.113.11"])
+    emu.set_faults([{"region": "eu-central-1", "action": "DescribeNatGateways", "mode": "error"}])
+    emu.count(action="DescribeNatGateways")          # AWS calls seen since the last reset
+    emu.reset()                                      # state, faults and counters wiped
+    emu.stop()
+
+`Seed` gives each region one VPC and subnet (tagged ``testbed=seed``), found
+again by tag, so seeding keeps working after a reset. NAT gateway IPs are
+chosen with ``AllocateAddress(Address=...)``; the first is the primary address,
+the rest go in as ``SecondaryAllocationIds`` (the emulator patches moto to carry
+several addresses per gateway, as AWS does).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+EMULATOR = Path(__file__).resolve().parent / "emulator.py"
+SEED_TAG = {"Key": "testbed", "Value": "seed"}
+VPC_CIDR = "10.0.0.0/16"
+SUBNET_CIDR = "10.0.1.0/24"
+
+
+def client(endpoint: str, service: str, region: str) -> Any:
+    """A boto3 client for the emulator with the test bed's fixed credentials."""
+    return boto3.client(
+        service,
+        region_name=region,
+        endpoint_url=endpoint,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+
+
+def without_aws_env(environ: dict[str, str] | os._Environ[str] = os.environ) -> dict[str, str]:
+    """`environ` less every AWS_* variable: an inherited profile, region or
+    endpoint must not leak into the emulator or the test clients."""
+    return {k: v for k, v in environ.items() if not k.startswith("AWS_")}
+
+
+def tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in tags.items()]
+
+
+class Emulator:
+    """A running emulator: its URL, its control API and boto3 clients for it."""
+
+    def __init__(self, url: str, process: subprocess.Popen | None = None, log_path: Path | None = None):
+        self.url = url
+        self.process = process
+        self.log_path = log_path
+        self.seed = Seed(url)
+
+    @classmethod
+    def launch(cls, python: str, log_path: Path, port: int = 0, timeout: float = 30.0) -> "Emulator":
+        """Start ``emulator.py --port PORT`` (stderr to `log_path`) and wait at
+        most `timeout` seconds for its READY line."""
+        log = open(log_path, "wb")
+        process = subprocess.Popen(
+            [python, str(EMULATOR), "--port", str(port)],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            env=without_aws_env(),
+            start_new_session=True,
+        )
+        log.close()
+        emulator = cls("", process, log_path)
+        line = emulator._first_line(timeout)
+        if not line.startswith(b"READY "):
+            emulator.stop()
+            raise RuntimeError(f"emulator did not become ready ({line!r}); log:\n{emulator.log_tail()}")
+        emulator.url = line.split()[1].decode()
+        emulator.seed = Seed(emulator.url)
+        return emulator
+
+    def _first_line(self, timeout: float) -> bytes:
+        """The first stdout line, or b"" on exit or timeout."""
+        assert self.process is not None and self.process.stdout is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.process.stdout, selectors.EVENT_READ)
+            if not selector.select(timeout):
+                return b""
+        return self.process.stdout.readline().strip()
+
+    def log_tail(self, chars: int = 4000) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return "(no log)"
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def stop(self) -> None:
+        """Stop the emulator process (SIGTERM, then SIGKILL after 5 s)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=5)
+
+    def _call(self, method: str, path: str, payload: Any = None) -> Any:
+        data = None if payload is None else json.dumps(payload).encode()
+        request = urllib.request.Request(self.url + path, data=data, method=method)
+        with urllib.request.urlopen(request, timeout=30) as response:
+            body = response.read()
+        return json.loads(body) if body.startswith((b"{", b"[")) else body
+
+    def reset(self) -> None:
+        """Wipe all AWS state, the fault table and the request counters."""
+        self._call("POST", "/moto-api/reset")
+
+    def set_faults(self, rules: list[dict[str, Any]]) -> None:
+        """Replace the fault table (see emulator.py for the rule fields)."""
+        self._call("POST", "/_testbed/faults", rules)
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "/_testbed/faults")
+
+    def requests(self) -> dict[str, Any]:
+        """``{"requests": [{"region", "service", "action", "count"}, ...], "total": N}``."""
+        return self._call("GET", "/_testbed/requests")
+
+    def clear_requests(self) -> None:
+        self._call("DELETE", "/_testbed/requests")
+
+    def count(self, region: str | None = None, service: str | None = None, action: str | None = None) -> int:
+        """Requests seen matching the given region/service/action (None = any)."""
+        wanted = {"region": region, "service": service, "action": action}
+        return sum(
+            row["count"]
+            for row in self.requests()["requests"]
+            if all(v is None or row[k] == v for k, v in wanted.items())
+        )
+
+    def client(self, service: str, region: str) -> Any:
+        return client(self.url, service, region)
+
+
+class Seed:
+    """Creates resources in the emulator at `endpoint`, one boto3 client per region."""
+
+    def __init__(self, endpoint: str):
+        self.endpoint = endpoint
+        self._clients: dict[str, Any] = {}
+
+    def ec2(self, region: str) -> Any:
+        if region not in self._clients:
+            self._clients[region] = client(self.endpoint, "ec2", region)
+        return self._clients[region]
+
+    def network(self, region: str) -> tuple[str, str]:
+        """(vpc_id, subnet_id) of the region's seed network, created on first use."""
+        ec2 = self.ec2(region)
+        seed_filter = [{"Name": f"tag:{SEED_TAG['Key']}", "Values": [SEED_TAG["Value"]]}]
+        vpcs = ec2.describe_vpcs(Filters=seed_filter)["Vpcs"]
+        if vpcs:
+            vpc_id = vpcs[0]["VpcId"]
+        else:
+            vpc_id = ec2.create_vpc(
+                CidrBlock=VPC_CIDR,
+                TagSpecifications=[{"ResourceType": "vpc", "Tags": [SEED_TAG]}],
+            )["Vpc"]["VpcId"]
+        subnets = ec2.describe_subnets(
+            Filters=seed_filter + [{"Name": "vpc-id", "Values": [vpc_id]}]
+        )["Subnets"]
+        if subnets:
+            return vpc_id, subnets[0]["SubnetId"]
+        subnet_id = ec2.create_subnet(
+            VpcId=vpc_id,
+            CidrBlock=SUBNET_CIDR,
+            TagSpecifications=[{"ResourceType": "subnet", "Tags": [SEED_TAG]}],
+        )["Subnet"]["SubnetId"]
+        return vpc_id, subnet_id
+
+    def nat_gateway(
+        self,
+        region: str,
+        tags: dict[str, str],
+        ips: list[str] | None = None,
+        state: str = "available",
+    ) -> str:
+        """A public NAT gateway holding every IP in `ips` (primary first; one
+        random IP when empty), tagged `tags`, left in `state`
+        ("available" or "deleted"). Returns its id."""
+        if state not in ("available", "deleted"):
+            raise ValueError(f"state must be 'available' or 'deleted', not {state!r}")
+        ec2 = self.ec2(region)
+        _, subnet_id = self.network(region)
+        allocations = [
+            ec2.allocate_address(Domain="vpc", Address=ip)["AllocationId"] for ip in ips or []
+        ] or [ec2.allocate_address(Domain="vpc")["AllocationId"]]
+        gateway = ec2.create_nat_gateway(
+            SubnetId=subnet_id,
+            AllocationId=allocations[0],
+            SecondaryAllocationIds=allocations[1:],
+            TagSpecifications=[{"ResourceType": "natgateway", "Tags": tag_list(tags)}] if tags else [],
+        )["NatGateway"]
+        if state == "deleted":
+            self.delete_nat_gateway(region, gateway["NatGatewayId"])
+        return gateway["NatGatewayId"]
+
+    def delete_nat_gateway(self, region: str, nat_gateway_id: str) -> None:
+        self.ec2(region).delete_nat_gateway(NatGatewayId=nat_gateway_id)
+
+    def security_group(self, region: str, name: str, tags: dict[str, str] | None = None) -> str:
+        """A security group named `name` in the region's seed VPC. Returns its id."""
+        vpc_id, _ = self.network(region)
+        spec = [{"ResourceType": "security-group", "Tags": tag_list(tags)}] if tags else []
+        return self.ec2(region).create_security_group(
+            GroupName=name,
+            Description=f"test bed group {name}",
+            VpcId=vpc_id,
+            TagSpecifications=spec,
+        )["GroupId"]

@@ -1,0 +1,428 @@
+"""Tests of the test bed's emulator: each moto patch and each fault mode.
+
+Owns the proof that testbed/emulator.py closes the moto gaps listed in
+shared/notes/testbed.md, through boto3 against a launched emulator, so that a
+provider test cannot pass *because of* one of those gaps. Clients here never
+retry, so request counts and fault outcomes are exact.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+import time
+import urllib.error
+from pathlib import Path
+from typing import Any, Iterator
+
+import boto3
+import botocore.config
+import botocore.exceptions
+import pytest
+
+from testbed.seed import Emulator, without_aws_env
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_PYTHON = Path(os.environ.get("ALLOWLIST_VENV", REPO / ".venv")) / "bin" / "python"
+NO_RETRY = botocore.config.Config(retries={"total_max_attempts": 1, "mode": "standard"})
+REGION = "eu-central-1"
+OTHER_REGION = "us-east-1"
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    """The emulator for this module; AWS_* variables are hidden from boto3 meanwhile."""
+    python = str(VENV_PYTHON) if VENV_PYTHON.exists() else sys.executable
+    with pytest.MonkeyPatch.context() as patch:
+        for name in set(os.environ) - set(without_aws_env()):
+            patch.delenv(name)
+        emu = Emulator.launch(python, tmp_path_factory.mktemp("emu") / "emulator.log", timeout=30)
+        try:
+            yield emu
+        finally:
+            emu.stop()
+
+
+@pytest.fixture(autouse=True)
+def fresh(emulator: Emulator) -> None:
+    emulator.reset()
+
+
+def ec2(emulator: Emulator, region: str = REGION, validate: bool = True) -> Any:
+    """An EC2 client that makes exactly one attempt per call (and, with
+    `validate` off, sends out-of-range values for the server to judge)."""
+    return boto3.client(
+        "ec2",
+        region_name=region,
+        endpoint_url=emulator.url,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=NO_RETRY.merge(botocore.config.Config(parameter_validation=validate)),
+    )
+
+
+def error_of(call: Any, *args: Any, **kwargs: Any) -> botocore.exceptions.ClientError:
+    """The ClientError a call raises (fails the test if it succeeds)."""
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        call(*args, **kwargs)
+    return caught.value
+
+
+def nat_ids(client: Any, **kwargs: Any) -> set[str]:
+    return {g["NatGatewayId"] for g in client.describe_nat_gateways(**kwargs)["NatGateways"]}
+
+
+# ---- DescribeNatGateways: tag filters -------------------------------------
+
+
+def test_nat_gateway_tag_filters_use_aws_wildcards(emulator: Emulator) -> None:
+    seed = emulator.seed
+    proxy_a = seed.nat_gateway(REGION, {"Name": "egress-proxy-a", "Team": "net"})
+    proxy_b = seed.nat_gateway(REGION, {"Name": "egress-proxy-b"})
+    proxy_long = seed.nat_gateway(REGION, {"Name": "egress-proxy-ab"})
+    database = seed.nat_gateway(REGION, {"Name": "db-nat", "Env": "prod"})
+    client = ec2(emulator)
+
+    def by(name: str, *values: str) -> set[str]:
+        return nat_ids(client, Filters=[{"Name": name, "Values": list(values)}])
+
+    assert by("tag:Name", "*proxy*") == {proxy_a, proxy_b, proxy_long}
+    assert by("tag:Name", "egress-proxy-?") == {proxy_a, proxy_b}  # ? is exactly one char
+    assert by("tag:Name", "db-nat", "egress-proxy-b") == {database, proxy_b}  # values OR-ed
+    assert by("tag:Name", "EGRESS-*") == set()  # case-sensitive, like AWS
+    assert by("tag:Name", "[e]gress*") == set()  # [ is literal, not a glob class
+    assert by("tag:Missing", "*") == set()
+    assert by("tag-key", "Team") == {proxy_a}
+    assert by("tag-key", "E?v") == {database}
+    assert by("tag-value", "prod") == {database}
+    both = [
+        {"Name": "tag:Name", "Values": ["egress-*"]},
+        {"Name": "tag-key", "Values": ["Team"]},
+    ]
+    assert nat_ids(client, Filters=both) == {proxy_a}  # filters AND-ed
+    assert nat_ids(client) == {proxy_a, proxy_b, proxy_long, database}
+
+
+def test_nat_gateway_state_filter_and_unknown_filter(emulator: Emulator) -> None:
+    live = emulator.seed.nat_gateway(REGION, {"Name": "live"})
+    gone = emulator.seed.nat_gateway(REGION, {"Name": "gone"}, state="deleted")
+    client = ec2(emulator)
+    assert nat_ids(client, Filters=[{"Name": "state", "Values": ["available"]}]) == {live}
+    assert nat_ids(client, Filters=[{"Name": "state", "Values": ["deleted"]}]) == {gone}
+    err = error_of(client.describe_nat_gateways, Filters=[{"Name": "no-such-filter", "Values": ["x"]}])
+    assert err.response["Error"]["Code"] == "InvalidParameterValue"
+
+
+def test_nat_gateways_are_per_region(emulator: Emulator) -> None:
+    here = emulator.seed.nat_gateway(REGION, {"Name": "x"})
+    there = emulator.seed.nat_gateway(OTHER_REGION, {"Name": "x"})
+    assert nat_ids(ec2(emulator, REGION)) == {here}
+    assert nat_ids(ec2(emulator, OTHER_REGION)) == {there}
+
+
+# ---- DescribeNatGateways: pagination --------------------------------------
+
+
+def test_nat_gateway_pagination_returns_each_gateway_once(emulator: Emulator) -> None:
+    created = [emulator.seed.nat_gateway(REGION, {"Name": f"gw-{n}"}) for n in range(12)]
+    client = ec2(emulator)
+    pages: list[list[str]] = []
+    tokens: list[str | None] = []
+    kwargs: dict[str, Any] = {"MaxResults": 5}
+    while True:
+        response = client.describe_nat_gateways(**kwargs)
+        pages.append([g["NatGatewayId"] for g in response["NatGateways"]])
+        tokens.append(response.get("NextToken"))
+        if not response.get("NextToken"):
+            break
+        kwargs["NextToken"] = response["NextToken"]
+    assert [len(p) for p in pages] == [5, 5, 2]
+    assert tokens[0] and tokens[1] and tokens[2] is None
+    flat = [gid for page in pages for gid in page]
+    assert sorted(flat) == sorted(created) and len(set(flat)) == 12
+
+
+def test_nat_gateway_pagination_with_filter_and_paginator(emulator: Emulator) -> None:
+    wanted = {emulator.seed.nat_gateway(REGION, {"Name": f"proxy-{n}"}) for n in range(7)}
+    for n in range(6):
+        emulator.seed.nat_gateway(REGION, {"Name": f"other-{n}"})
+    paginator = ec2(emulator).get_paginator("describe_nat_gateways")
+    pages = list(
+        paginator.paginate(
+            Filters=[{"Name": "tag:Name", "Values": ["proxy-*"]}],
+            PaginationConfig={"PageSize": 5},
+        )
+    )
+    assert [len(p["NatGateways"]) for p in pages] == [5, 2]
+    assert {g["NatGatewayId"] for p in pages for g in p["NatGateways"]} == wanted
+
+
+def test_nat_gateway_no_max_results_means_one_page(emulator: Emulator) -> None:
+    for n in range(7):
+        emulator.seed.nat_gateway(REGION, {"Name": f"gw-{n}"})
+    response = ec2(emulator).describe_nat_gateways()
+    assert len(response["NatGateways"]) == 7 and "NextToken" not in response
+
+
+@pytest.mark.parametrize("max_results", [4, 1001])
+def test_nat_gateway_max_results_range_is_enforced(emulator: Emulator, max_results: int) -> None:
+    err = error_of(ec2(emulator, validate=False).describe_nat_gateways, MaxResults=max_results)
+    assert err.response["Error"]["Code"] == "InvalidParameterValue"
+
+
+def test_nat_gateway_bad_next_token_is_rejected(emulator: Emulator) -> None:
+    ids = [emulator.seed.nat_gateway(REGION, {"Name": f"gw-{n}"}) for n in range(6)]
+    client = ec2(emulator)
+    token = client.describe_nat_gateways(MaxResults=5)["NextToken"]
+    assert token not in ids  # opaque: passing the last id instead must not work
+    for bad in ["nat-bogus", ids[4], token[:-4]]:
+        err = error_of(client.describe_nat_gateways, MaxResults=5, NextToken=bad)
+        assert err.response["Error"]["Code"] == "InvalidPaginationToken"
+
+
+# ---- NAT gateways with several addresses ----------------------------------
+
+
+def test_nat_gateway_carries_all_seeded_addresses(emulator: Emulator) -> None:
+    ips = ["203.0.113.10", "203.0.113.11", "203.0.113.12"]
+    gateway_id = emulator.seed.nat_gateway(REGION, {"Name": "multi"}, ips=ips)
+    (gateway,) = ec2(emulator).describe_nat_gateways(NatGatewayIds=[gateway_id])["NatGateways"]
+    addresses = gateway["NatGatewayAddresses"]
+    assert [a["PublicIp"] for a in addresses] == ips
+    assert [a["IsPrimary"] for a in addresses] == [True, False, False]
+    assert all(a["AllocationId"].startswith("eipalloc-") for a in addresses)
+    assert len({a["AllocationId"] for a in addresses}) == 3
+    assert len({a["PrivateIp"] for a in addresses}) == 3
+
+
+def test_associate_nat_gateway_address_adds_an_address(emulator: Emulator) -> None:
+    gateway_id = emulator.seed.nat_gateway(REGION, {"Name": "grow"}, ips=["198.51.100.1"])
+    client = ec2(emulator)
+    allocation = client.allocate_address(Domain="vpc", Address="198.51.100.2")["AllocationId"]
+    response = client.associate_nat_gateway_address(NatGatewayId=gateway_id, AllocationIds=[allocation])
+    assert [a["PublicIp"] for a in response["NatGatewayAddresses"]] == ["198.51.100.2"]
+    (gateway,) = client.describe_nat_gateways(NatGatewayIds=[gateway_id])["NatGateways"]
+    assert [a["PublicIp"] for a in gateway["NatGatewayAddresses"]] == ["198.51.100.1", "198.51.100.2"]
+    # An address in use cannot join a second gateway.
+    err = error_of(client.associate_nat_gateway_address, NatGatewayId=gateway_id, AllocationIds=[allocation])
+    assert err.response["Error"]["Code"] == "Resource.AlreadyAssociated"
+
+
+def test_delete_unknown_nat_gateway_is_an_aws_error(emulator: Emulator) -> None:
+    err = error_of(ec2(emulator).delete_nat_gateway, NatGatewayId="nat-0123456789abcdef0")
+    assert err.response["Error"]["Code"] == "NatGatewayNotFound"
+
+
+# ---- AuthorizeSecurityGroupIngress ----------------------------------------
+
+
+def permission(port: int, *cidrs: str) -> dict[str, Any]:
+    return {
+        "IpProtocol": "tcp",
+        "FromPort": port,
+        "ToPort": port,
+        "IpRanges": [{"CidrIp": c} for c in cidrs],
+    }
+
+
+def ingress_rule_ids(client: Any, group_id: str) -> set[str]:
+    rules = client.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [group_id]}])
+    return {r["SecurityGroupRuleId"] for r in rules["SecurityGroupRules"] if not r["IsEgress"]}
+
+
+def test_authorize_ingress_returns_rules_of_every_permission(emulator: Emulator) -> None:
+    group_id = emulator.seed.security_group(REGION, "web")
+    client = ec2(emulator)
+    response = client.authorize_security_group_ingress(
+        GroupId=group_id,
+        IpPermissions=[permission(443, "192.0.2.1/32"), permission(22, "192.0.2.2/32", "192.0.2.3/32")],
+    )
+    returned = response["SecurityGroupRules"]
+    assert sorted((r["FromPort"], r["CidrIpv4"]) for r in returned) == [
+        (22, "192.0.2.2/32"),
+        (22, "192.0.2.3/32"),
+        (443, "192.0.2.1/32"),
+    ]
+    assert {r["SecurityGroupRuleId"] for r in returned} == ingress_rule_ids(client, group_id)
+
+
+def test_authorize_ingress_is_atomic(emulator: Emulator) -> None:
+    group_id = emulator.seed.security_group(REGION, "web")
+    client = ec2(emulator)
+    client.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[permission(443, "192.0.2.1/32")])
+    before = ingress_rule_ids(client, group_id)
+    err = error_of(
+        client.authorize_security_group_ingress,
+        GroupId=group_id,
+        IpPermissions=[permission(8443, "192.0.2.9/32"), permission(443, "192.0.2.1/32")],
+    )
+    assert err.response["Error"]["Code"] == "InvalidPermission.Duplicate"
+    assert ingress_rule_ids(client, group_id) == before  # the 8443 rule was not kept
+
+
+# ---- Regions ----------------------------------------------------------------
+
+
+def region_names(client: Any, **kwargs: Any) -> set[str]:
+    return {r["RegionName"] for r in client.describe_regions(**kwargs)["Regions"]}
+
+
+def test_describe_regions_honours_all_regions_and_opt_in_status(emulator: Emulator) -> None:
+    client = ec2(emulator)
+    enabled = region_names(client)
+    every = region_names(client, AllRegions=True)
+    not_opted = region_names(
+        client, AllRegions=True, Filters=[{"Name": "opt-in-status", "Values": ["not-opted-in"]}]
+    )
+    assert {"us-east-1", "eu-central-1", "eu-west-1"} <= enabled
+    assert not_opted and not_opted.isdisjoint(enabled)
+    assert every == enabled | not_opted
+    assert not any(n.startswith(("us-gov-", "cn-")) for n in every)
+    assert region_names(client, Filters=[{"Name": "opt-in-status", "Values": ["not-opted-in"]}]) == set()
+    assert region_names(client, Filters=[{"Name": "region-name", "Values": ["eu-c*"]}]) == (
+        {n for n in enabled if n.startswith("eu-c")}
+    )
+    assert region_names(client, RegionNames=["eu-west-1"]) == {"eu-west-1"}
+    err = error_of(client.describe_regions, RegionNames=["xx-fake-1"])
+    assert err.response["Error"]["Code"] == "InvalidParameterValue"
+
+
+@pytest.mark.parametrize("kind", ["unknown", "not-opted-in"])
+def test_request_to_disabled_region_is_auth_failure(emulator: Emulator, kind: str) -> None:
+    if kind == "unknown":
+        region = "xx-fake-1"
+    else:
+        region = sorted(
+            region_names(
+                ec2(emulator),
+                AllRegions=True,
+                Filters=[{"Name": "opt-in-status", "Values": ["not-opted-in"]}],
+            )
+        )[0]
+    err = error_of(ec2(emulator, region).describe_nat_gateways)
+    assert err.response["ResponseMetadata"]["HTTPStatusCode"] == 401
+    assert err.response["Error"]["Code"] == "AuthFailure"
+    assert region in err.response["Error"]["Message"]
+
+
+# ---- Fault injection ----------------------------------------------------------
+
+
+def test_error_fault_is_scoped_by_region_and_action(emulator: Emulator) -> None:
+    emulator.set_faults([
+        {"region": REGION, "action": "DescribeNatGateways", "mode": "error",
+         "status": 503, "code": "Unavailable", "message": "injected for the test"},
+    ])
+    err = error_of(ec2(emulator, REGION).describe_nat_gateways)
+    assert err.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    assert err.response["Error"] == {"Code": "Unavailable", "Message": "injected for the test"}
+    ec2(emulator, REGION).describe_vpcs()  # other action: untouched
+    ec2(emulator, OTHER_REGION).describe_nat_gateways()  # other region: untouched
+    emulator.clear_faults()
+    ec2(emulator, REGION).describe_nat_gateways()
+
+
+def test_error_fault_times_runs_out(emulator: Emulator) -> None:
+    emulator.set_faults([{"region": "*", "action": "*", "mode": "error", "code": "RequestLimitExceeded",
+                          "status": 400, "times": 2}])
+    client = ec2(emulator)
+    codes = []
+    for _ in range(3):
+        try:
+            client.describe_vpcs()
+            codes.append("ok")
+        except botocore.exceptions.ClientError as err:
+            codes.append(err.response["Error"]["Code"])
+    assert codes == ["RequestLimitExceeded", "RequestLimitExceeded", "ok"]
+
+
+def timed(call: Any) -> float:
+    start = time.monotonic()
+    call()
+    return time.monotonic() - start
+
+
+def test_delay_fault_slows_only_its_region(emulator: Emulator) -> None:
+    emulator.set_faults([
+        {"region": REGION, "action": "DescribeNatGateways", "mode": "delay", "delay_ms": 800},
+    ])
+    assert timed(ec2(emulator, REGION).describe_nat_gateways) >= 0.8
+    assert timed(ec2(emulator, OTHER_REGION).describe_nat_gateways) < 0.5
+
+
+def test_delayed_requests_to_different_regions_overlap(emulator: Emulator) -> None:
+    regions = [REGION, OTHER_REGION, "eu-west-1"]
+    emulator.set_faults([{"region": r, "mode": "delay", "delay_ms": 1000} for r in regions])
+    clients = [ec2(emulator, r) for r in regions]  # built outside the timed part
+    threads = [threading.Thread(target=c.describe_nat_gateways) for c in clients]
+    start = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    elapsed = time.monotonic() - start
+    assert 1.0 <= elapsed < 2.5, f"3 x 1 s delays took {elapsed:.2f} s: not served concurrently"
+
+
+def test_reset_fault_closes_the_connection_without_a_response(emulator: Emulator) -> None:
+    emulator.set_faults([{"region": REGION, "action": "DescribeNatGateways", "mode": "reset"}])
+    with pytest.raises(botocore.exceptions.ConnectionClosedError):
+        ec2(emulator, REGION).describe_nat_gateways()
+    ec2(emulator, OTHER_REGION).describe_nat_gateways()  # other region: answered
+    # On the wire: no byte of a response, and the connection is reset.
+    host, port = emulator.url.removeprefix("http://").split(":")
+    body = b"Action=DescribeNatGateways&Version=2016-11-15"
+    auth = (
+        f"AWS4-HMAC-SHA256 Credential=test/20260101/{REGION}/ec2/aws4_request, "
+        "SignedHeaders=host, Signature=0"
+    )
+    request = (
+        f"POST / HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: {auth}\r\n"
+        f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request)
+        try:
+            received = sock.recv(1024)  # b"" would be a graceful close (FIN)
+        except ConnectionResetError:
+            received = None
+    assert received is None, f"expected a TCP reset, got {received!r}"
+
+
+# ---- Counters and reset ------------------------------------------------------
+
+
+def test_request_counters_by_region_service_action(emulator: Emulator) -> None:
+    emulator.set_faults([{"region": REGION, "action": "DescribeVpcs", "mode": "error", "times": 1}])
+    error_of(ec2(emulator, REGION).describe_vpcs)  # a faulted request counts too
+    ec2(emulator, REGION).describe_nat_gateways()
+    ec2(emulator, REGION).describe_nat_gateways()
+    ec2(emulator, OTHER_REGION).describe_vpcs()
+    rows = {(r["region"], r["service"], r["action"]): r["count"] for r in emulator.requests()["requests"]}
+    assert rows == {
+        (REGION, "ec2", "DescribeVpcs"): 1,
+        (REGION, "ec2", "DescribeNatGateways"): 2,
+        (OTHER_REGION, "ec2", "DescribeVpcs"): 1,
+    }
+    assert emulator.requests()["total"] == 4
+    assert emulator.count(action="DescribeNatGateways") == 2
+    emulator.clear_requests()
+    assert emulator.requests() == {"requests": [], "total": 0}
+
+
+def test_moto_reset_wipes_state_faults_and_counters(emulator: Emulator) -> None:
+    emulator.seed.nat_gateway(REGION, {"Name": "x"})
+    emulator.set_faults([{"region": "*", "action": "DescribeNatGateways", "mode": "error"}])
+    emulator.reset()
+    assert emulator.requests()["total"] == 0
+    assert nat_ids(ec2(emulator)) == set()  # no fault, no gateway
+
+
+def test_invalid_fault_rules_are_rejected(emulator: Emulator) -> None:
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        emulator.set_faults([{"mode": "explode"}])
+    assert caught.value.code == 400
+    with pytest.raises(urllib.error.HTTPError):
+        emulator.set_faults([{"mode": "error", "regoin": "eu-central-1"}])
