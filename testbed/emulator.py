@@ -108,6 +108,10 @@ NAT_ATTRIBUTE_FILTERS = {
     "vpc-id": "vpc_id",
 }
 NAT_PAGE_MIN, NAT_PAGE_MAX = 5, 1000
+# Switched off through POST /_testbed/settings to behave like stock moto, which
+# ignores tag filters on DescribeNatGateways: tests use it to prove a client
+# does not depend on the server filtering by tag.
+SETTINGS = {"nat_gateway_tag_filters": True}
 
 
 def nat_filter_matches(gateway: NatGateway, name: str, values: list[str]) -> bool:
@@ -133,6 +137,8 @@ def describe_nat_gateways_model(
     if nat_gateway_ids:
         gateways = [g for g in gateways if g.id in nat_gateway_ids]
     for name, values in (filters or {}).items():
+        if name.startswith("tag") and not SETTINGS["nat_gateway_tag_filters"]:
+            continue
         gateways = [g for g in gateways if nat_filter_matches(g, name, values)]
     return gateways
 
@@ -576,6 +582,7 @@ class TestbedMiddleware:
             body = list(self.app(environ, start_response))
             if path == "/moto-api/reset" and method == "POST":
                 self.state.clear()
+                SETTINGS["nat_gateway_tag_filters"] = True
             return body
 
         info = RequestInfo(environ)
@@ -621,6 +628,17 @@ class TestbedMiddleware:
             with self.state.lock:
                 self.state.faults = []
             return reply(start_response, 200, {"faults": []})
+        if path == "/_testbed/settings" and method == "POST":
+            try:
+                update = json.loads(buffer_body(environ) or b"null")
+                if not isinstance(update, dict) or not set(update) <= set(SETTINGS):
+                    raise ValueError(f"the body must be a JSON object with keys from {sorted(SETTINGS)}")
+                if not all(isinstance(v, bool) for v in update.values()):
+                    raise ValueError("settings are booleans")
+            except ValueError as err:
+                return reply(start_response, 400, {"error": str(err)})
+            SETTINGS.update(update)
+            return reply(start_response, 200, dict(SETTINGS))
         if path == "/_testbed/requests" and method == "GET":
             return reply(start_response, 200, self.state.counters_json())
         if path == "/_testbed/requests" and method == "DELETE":

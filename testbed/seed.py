@@ -150,6 +150,10 @@ class Emulator:
     def client(self, service: str, region: str) -> Any:
         return client(self.url, service, region)
 
+    def set_server_tag_filtering(self, enabled: bool) -> None:
+        """Off: DescribeNatGateways ignores tag filters, like stock moto (reset turns it on)."""
+        self._call("POST", "/_testbed/settings", {"nat_gateway_tag_filters": enabled})
+
 
 class Seed:
     """Creates resources in the emulator at `endpoint`, one boto3 client per region."""
