@@ -1,0 +1,10 @@
+provider "allowlist" {
+  # Where egress lookups look by default; ["all"] means every enabled region.
+  egress_regions = ["us-west-2", "eu-central-1", "ap-southeast-2"]
+
+  # Optional: the AWS region for per-account calls and, later, ingress grants.
+  region = "us-west-2"
+
+  # Optional guardrail for temporary ingress grants.
+  max_ttl = "24h"
+}
