@@ -2,6 +2,9 @@
 //! like Terraform launches it, it prints one handshake line and serves only a client that presents
 //! exactly the certificate Terraform handed it.
 
+// Test helpers panic on setup failures by design.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use base64::Engine as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use std::process::Stdio;
