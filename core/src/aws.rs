@@ -35,6 +35,7 @@ const OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Aws {
     base: SdkConfig,
     ec2: Mutex<HashMap<String, aws_sdk_ec2::Client>>,
+    sts: Mutex<HashMap<String, aws_sdk_sts::Client>>,
 }
 
 impl Aws {
@@ -66,6 +67,7 @@ impl Aws {
         Aws {
             base,
             ec2: Mutex::new(HashMap::new()),
+            sts: Mutex::new(HashMap::new()),
         }
     }
 
@@ -76,19 +78,38 @@ impl Aws {
 
     /// The EC2 client for `region`, built on first use.
     pub fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
-        let mut clients = match self.ec2.lock() {
-            Ok(guard) => guard,
-            // A panic while holding the lock cannot leave the map half-written.
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        clients
-            .entry(region.to_owned())
-            .or_insert_with(|| {
-                let conf = aws_sdk_ec2::config::Builder::from(&self.base)
-                    .region(Region::new(region.to_owned()))
-                    .build();
-                aws_sdk_ec2::Client::from_conf(conf)
-            })
-            .clone()
+        cached(&self.ec2, region, || {
+            let conf = aws_sdk_ec2::config::Builder::from(&self.base)
+                .region(Region::new(region.to_owned()))
+                .build();
+            aws_sdk_ec2::Client::from_conf(conf)
+        })
     }
+
+    /// The STS client for `region`, built on first use.
+    pub fn sts(&self, region: &str) -> aws_sdk_sts::Client {
+        cached(&self.sts, region, || {
+            let conf = aws_sdk_sts::config::Builder::from(&self.base)
+                .region(Region::new(region.to_owned()))
+                .build();
+            aws_sdk_sts::Client::from_conf(conf)
+        })
+    }
+}
+
+/// The client for `region` from `cache`, built with `build` on first use.
+fn cached<C: Clone>(
+    cache: &Mutex<HashMap<String, C>>,
+    region: &str,
+    build: impl FnOnce() -> C,
+) -> C {
+    let mut clients = match cache.lock() {
+        Ok(guard) => guard,
+        // A panic while holding the lock cannot leave the map half-written.
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    clients
+        .entry(region.to_owned())
+        .or_insert_with(build)
+        .clone()
 }

@@ -5,8 +5,11 @@
 //! AWS. Nothing here knows about Terraform or gRPC.
 
 pub mod aws;
+pub mod caller;
+pub mod clock;
 pub mod egress;
 pub mod error;
+pub mod ingress;
 pub mod region;
 pub mod wildcard;
 

@@ -1,0 +1,78 @@
+//! Time, injected: grant expiry and the sweep ask a [`Clock`], never the system directly, so tests
+//! can move time forward between real Terraform runs.
+
+use std::time::{Duration, SystemTime};
+
+/// A source of the current time.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    fn now(&self) -> SystemTime;
+}
+
+/// The system clock, optionally shifted by a fixed offset (for tests that need "25 hours later").
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock {
+    offset: Duration,
+}
+
+impl SystemClock {
+    pub fn new() -> Self {
+        SystemClock::default()
+    }
+
+    /// A clock running `offset` ahead of the system clock.
+    pub fn ahead_by(offset: Duration) -> Self {
+        SystemClock { offset }
+    }
+}
+
+impl Clock for SystemClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now() + self.offset
+    }
+}
+
+/// A clock that always says the same instant (unit tests).
+#[derive(Debug, Clone, Copy)]
+pub struct FixedClock(pub SystemTime);
+
+impl Clock for FixedClock {
+    fn now(&self) -> SystemTime {
+        self.0
+    }
+}
+
+/// Formats an instant the way tags and attributes carry it: RFC 3339, UTC, whole seconds.
+pub fn format_instant(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Parses an RFC 3339 instant (as written by [`format_instant`]).
+pub fn parse_instant(s: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339_weak(s).ok()
+}
+
+/// Formats a duration compactly (`24h`, `1h 30m`), for messages.
+pub fn format_duration(d: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instants_round_trip_in_utc_seconds() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_763_726_400);
+        assert_eq!(format_instant(t), "2025-11-21T12:00:00Z");
+        assert_eq!(parse_instant("2025-11-21T12:00:00Z"), Some(t));
+        assert_eq!(parse_instant("yesterday"), None);
+    }
+
+    #[test]
+    fn offset_clock_runs_ahead() {
+        let ahead = SystemClock::ahead_by(Duration::from_secs(3600)).now();
+        let now = SystemClock::new().now();
+        let diff = ahead.duration_since(now).unwrap_or_default();
+        assert!(diff > Duration::from_secs(3590) && diff <= Duration::from_secs(3600));
+    }
+}
