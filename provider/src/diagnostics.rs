@@ -3,6 +3,7 @@
 
 use crate::tfplugin::{AttributePath, Diagnostic, Diagnostics};
 use allowlist_core::egress::LookupError;
+use allowlist_core::ingress::GrantError;
 use allowlist_core::{AwsError, AwsErrorKind};
 
 /// What a user can do about a failed AWS call, judged from its error code and kind.
@@ -75,4 +76,39 @@ pub fn lookup_error(
         }
     }
     diags
+}
+
+/// A failed grant operation, pointing at the security group to blame when there is one.
+pub fn grant_error(summary: &str, err: &GrantError, group_ids: &[String]) -> Diagnostic {
+    let group_path = |group: &str| {
+        group_ids
+            .iter()
+            .position(|g| g == group)
+            .map(|i| AttributePath::root().attr("security_group_ids").index(i))
+    };
+    let (detail, group) = match err {
+        GrantError::Aws { source, group_id } => {
+            let mut detail = format!("{source}\n\n{}", next_step(source));
+            if source.has_code("RulesPerSecurityGroupLimitExceeded") {
+                detail.push_str(" The security group has reached its rule limit; remove rules or use fewer ports and CIDRs.");
+            }
+            (detail, group_id.clone())
+        }
+        GrantError::GroupsNotFound {
+            group_ids: missing, ..
+        } => (err.to_string(), missing.first().cloned()),
+        GrantError::ForeignRule { group_id, .. } | GrantError::LiveGrant { group_id, .. } => {
+            (err.to_string(), Some(group_id.clone()))
+        }
+        GrantError::RollbackFailed { .. } => (err.to_string(), None),
+    };
+    let detail = match err {
+        GrantError::RollbackFailed { .. } => detail,
+        _ => format!("{detail}\n\nNo rule of this grant was left behind."),
+    };
+    let diagnostic = Diagnostic::error(summary, detail);
+    match group.as_deref().and_then(group_path) {
+        Some(path) => diagnostic.at(path),
+        None => diagnostic,
+    }
 }

@@ -2,8 +2,14 @@
 //!
 //! Run by hand it prints go-plugin's "this binary is a plugin" message and exits 1.
 
+use allowlist_core::clock::SystemClock;
 use std::process::ExitCode;
+use std::sync::Arc;
 use terraform_provider_allowlist::{provider, tfplugin};
+
+/// Testing aid: runs the provider's clock ahead by this duration (e.g. `25h`), so tests can see
+/// grants expire without waiting. Never needed in normal use.
+const CLOCK_OFFSET_ENV: &str = "ALLOWLIST_CLOCK_OFFSET";
 
 fn main() -> ExitCode {
     if let Err(err) = tfplugin::handshake::check_cookie() {
@@ -22,9 +28,21 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(tfplugin::handshake::serve(
-        provider::AllowlistProvider::new(),
-    ));
+    let clock = match std::env::var(CLOCK_OFFSET_ENV) {
+        Ok(offset) => match humantime::parse_duration(&offset) {
+            Ok(d) => {
+                tracing::warn!(%offset, "{CLOCK_OFFSET_ENV} is set: the clock runs ahead (testing only)");
+                SystemClock::ahead_by(d)
+            }
+            Err(err) => {
+                eprintln!("terraform-provider-allowlist: {CLOCK_OFFSET_ENV}={offset:?} is not a duration: {err}");
+                return ExitCode::from(1);
+            }
+        },
+        Err(_) => SystemClock::new(),
+    };
+    let provider = provider::AllowlistProvider::new(Arc::new(clock));
+    let result = runtime.block_on(tfplugin::handshake::serve(provider));
     let code = match result {
         Ok(()) => 0,
         Err(err) => {

@@ -3,10 +3,12 @@
 //! provider process and shared by every data source and resource.
 
 use crate::data_source_egress_ips::EgressIpsDataSource;
+use crate::resource_temporary_ingress::TemporaryIngress;
 use crate::tfplugin::{
     Attribute, AttributePath, Block, DataSource, Diagnostic, Diagnostics, Mode, Provider, Resource,
     Schema, Tri, Type, Value,
 };
+use allowlist_core::clock::Clock;
 use allowlist_core::{region, Aws, AwsSettings};
 use async_trait::async_trait;
 use std::sync::{Arc, OnceLock};
@@ -42,14 +44,18 @@ pub fn configured(shared: &Shared) -> Result<Arc<Configured>, Diagnostics> {
     })
 }
 
-#[derive(Default)]
 pub struct AllowlistProvider {
     shared: Shared,
+    clock: Arc<dyn Clock>,
 }
 
 impl AllowlistProvider {
-    pub fn new() -> Self {
-        AllowlistProvider::default()
+    /// A provider whose resources read the time from `clock`.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        AllowlistProvider {
+            shared: Arc::new(OnceLock::new()),
+            clock,
+        }
     }
 }
 
@@ -275,7 +281,10 @@ impl Provider for AllowlistProvider {
     }
 
     fn resources(&self) -> Vec<Arc<dyn Resource>> {
-        Vec::new()
+        vec![Arc::new(TemporaryIngress::new(
+            self.shared.clone(),
+            self.clock.clone(),
+        ))]
     }
 }
 
@@ -283,13 +292,13 @@ impl Provider for AllowlistProvider {
 mod tests {
     use super::*;
 
+    fn provider() -> AllowlistProvider {
+        AllowlistProvider::new(Arc::new(allowlist_core::clock::SystemClock::new()))
+    }
+
     fn config(pairs: &[(&str, Value)]) -> Value {
         let mut v = Value::object(pairs.iter().map(|(k, v)| (*k, v.clone())));
-        AllowlistProvider::new()
-            .schema()
-            .block
-            .conform(&mut v)
-            .expect("conforms");
+        provider().schema().block.conform(&mut v).expect("conforms");
         v
     }
 
@@ -302,10 +311,11 @@ mod tests {
 
     #[test]
     fn schema_is_valid_and_fully_described() {
-        assert_eq!(
-            AllowlistProvider::new().schema().block.check("provider"),
-            Ok(())
-        );
+        let p = provider();
+        assert_eq!(p.schema().block.check("provider"), Ok(()));
+        for r in p.resources() {
+            assert_eq!(r.schema().block.check(r.type_name()), Ok(()));
+        }
     }
 
     #[test]
