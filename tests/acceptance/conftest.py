@@ -192,3 +192,55 @@ def terraform(request: pytest.FixtureRequest, tmp_path: Path, emulator: Emulator
     workdir = tmp_path / "work"
     workdir.mkdir()
     return TerraformRunner(version, binary, workdir, terraform_env(config, emulator.url))
+
+
+class MyIpServer:
+    """A loopback stand-in for checkip.amazonaws.com: answers every GET with
+    `.ip` (settable) as plain text, and counts the requests."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        owner = self
+        self.ip = "198.51.100.77"
+        self.hits = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+                owner.hits += 1
+                body = (owner.ip + "\n").encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="session")
+def my_ip_server() -> Iterator[MyIpServer]:
+    server = MyIpServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def my_ip(my_ip_server: MyIpServer) -> MyIpServer:
+    """The IP lookup service, reset to its default answer for each test."""
+    my_ip_server.ip = "198.51.100.77"
+    my_ip_server.hits = 0
+    return my_ip_server
