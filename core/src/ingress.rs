@@ -538,18 +538,25 @@ pub async fn group_rules(
     Ok(rules)
 }
 
+/// Every rule in `region` that carries our managed-by tag, of any grant (one call per page).
+pub async fn managed_rules(aws: &Aws, region: &str) -> Result<Vec<Rule>, AwsError> {
+    let filters = vec![Filter::builder()
+        .name(format!("tag:{}", tags::MANAGED_BY))
+        .values(tags::MANAGED_BY_VALUE)
+        .build()];
+    let mut rules = describe_rules(aws, region, filters).await?;
+    rules.retain(Rule::is_managed);
+    Ok(rules)
+}
+
 /// Our rules in `region` whose expiry is at or before `now` (what the sweep revokes).
 pub async fn expired_rules(
     aws: &Aws,
     region: &str,
     now: SystemTime,
 ) -> Result<Vec<Rule>, AwsError> {
-    let filters = vec![Filter::builder()
-        .name(format!("tag:{}", tags::MANAGED_BY))
-        .values(tags::MANAGED_BY_VALUE)
-        .build()];
-    let mut rules = describe_rules(aws, region, filters).await?;
-    rules.retain(|r| r.is_managed() && r.expires_at().is_some_and(|t| t <= now));
+    let mut rules = managed_rules(aws, region).await?;
+    rules.retain(|r| r.expires_at().is_some_and(|t| t <= now));
     Ok(rules)
 }
 

@@ -7,4 +7,5 @@ pub mod data_source_egress_ips;
 pub mod diagnostics;
 pub mod provider;
 pub mod resource_temporary_ingress;
+pub mod rule_snapshot;
 pub mod tfplugin;

@@ -8,6 +8,7 @@
 
 use crate::diagnostics::{aws_error, grant_error};
 use crate::provider::{configured, parse_positive_duration, Shared};
+use crate::rule_snapshot::RuleSnapshots;
 use crate::tfplugin::{
     Attribute, AttributePath, Block, Diagnostic, Diagnostics, Mode, PlanChange, ReadOutcome,
     Resource, Schema, Tri, Type, Value,
@@ -24,11 +25,16 @@ use std::time::Duration;
 pub struct TemporaryIngress {
     shared: Shared,
     clock: Arc<dyn Clock>,
+    snapshots: RuleSnapshots,
 }
 
 impl TemporaryIngress {
     pub fn new(shared: Shared, clock: Arc<dyn Clock>) -> Self {
-        TemporaryIngress { shared, clock }
+        TemporaryIngress {
+            shared,
+            clock,
+            snapshots: RuleSnapshots::default(),
+        }
     }
 }
 
@@ -267,6 +273,7 @@ impl Resource for TemporaryIngress {
             expires_at: now + ttl,
             granted_by,
         };
+        self.snapshots.invalidate(&grant.region);
         match ingress::authorize(&provider.aws, &grant, now).await {
             Ok(rules) => {
                 tracing::info!(grant = %grant.id, region = %grant.region, rules = rules.len(), expires_at = %format_instant(grant.expires_at), "grant created");
@@ -283,13 +290,11 @@ impl Resource for TemporaryIngress {
     async fn read(&self, state: &Value) -> Result<(ReadOutcome, Diagnostics), Diagnostics> {
         let provider = configured(&self.shared)?;
         let current = State::read(state)?;
-        let rules = ingress::grant_rules(
-            &provider.aws,
-            &current.region,
-            std::slice::from_ref(&current.id),
-        )
-        .await
-        .map_err(|e| Diagnostics::from(aws_error("Unable to Read Ingress Grant", &e)))?;
+        let rules = self
+            .snapshots
+            .grant_rules(&provider.aws, &current.region, &current.id)
+            .await
+            .map_err(|e| Diagnostics::from(aws_error("Unable to Read Ingress Grant", &e)))?;
         if rules.is_empty() {
             tracing::info!(grant = %current.id, "all rules of the grant are gone");
             return Ok((ReadOutcome::Gone, Diagnostics::new()));
@@ -318,6 +323,7 @@ impl Resource for TemporaryIngress {
             (Err(d), _) | (_, Err(d)) => return (prior.clone(), d),
         };
         let aws = &provider.aws;
+        self.snapshots.invalidate(&new.region);
         let rules =
             match ingress::grant_rules(aws, &new.region, std::slice::from_ref(&new.id)).await {
                 Ok(r) => r,
@@ -375,6 +381,7 @@ impl Resource for TemporaryIngress {
             Ok(s) => s,
             Err(d) => return d,
         };
+        self.snapshots.invalidate(&state.region);
         // Found by the grant's tag: only rules of this grant are ever revoked.
         let result = async {
             let rules = ingress::grant_rules(

@@ -346,3 +346,32 @@ def test_temporary_ingress_world_is_allowed_only_when_asked(terraform, emulator,
     terraform.write("main.tf", config(my_ip, grant_body(groups[:1], extra='cidr_blocks = ["0.0.0.0/0"]\n  allow_world = true')))
     terraform.apply()
     assert {r["CidrIpv4"] for r in ingress_rules(emulator, groups[:1])} == {"0.0.0.0/0"}
+
+
+def test_temporary_ingress_refresh_costs_one_describe_per_region(terraform, emulator, my_ip, groups):
+    terraform.write(
+        "main.tf",
+        config(my_ip, "").replace(
+            'resource "allowlist_temporary_ingress" "oncall" {\n  \n}',
+            f"""resource "allowlist_temporary_ingress" "many" {{
+  count              = 5
+  security_group_ids = {json.dumps(groups)}
+  ports              = [2000 + count.index]
+  ttl                = "1h"
+}}""",
+        ).split('output "grant"')[0],
+    )
+    terraform.apply()
+    assert len(ingress_rules(emulator, groups)) == 10
+
+    # Refreshing five grants: one DescribeSecurityGroupRules for the region, not five.
+    emulator.clear_requests()
+    assert terraform.plan_detailed() == 0
+    assert emulator.count(action="DescribeSecurityGroupRules") == 1
+
+    # A rule removed by hand is still noticed through the shared snapshot.
+    victim = ingress_rules(emulator, groups)[0]
+    emulator.client("ec2", REGION).revoke_security_group_ingress(
+        GroupId=victim["GroupId"], SecurityGroupRuleIds=[victim["SecurityGroupRuleId"]]
+    )
+    assert terraform.plan_detailed() == 2
