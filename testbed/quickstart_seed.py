@@ -1,5 +1,6 @@
 """Seeds the emulator for scripts/quickstart: NAT gateways in three regions,
-some tagged Name=*proxy* (one with two addresses), some not, one deleted.
+some tagged Name=*proxy* (one with two addresses), some not, one deleted; and
+a bastion security group in us-west-2, whose id is printed on stdout.
 
 Usage: python testbed/quickstart_seed.py ENDPOINT
 """
@@ -22,7 +23,13 @@ def main(endpoint: str) -> None:
     seed.nat_gateway("eu-central-1", {"Name": "old-proxy"}, ips=["203.0.113.20"], state="deleted")
     seed.nat_gateway("ap-southeast-2", {"Name": "syd-proxy"}, ips=["198.51.100.30"])
     seed.nat_gateway("ap-southeast-2", {}, ips=["203.0.113.30"])
-    print("seeded 6 NAT gateways in us-west-2, eu-central-1, ap-southeast-2 (4 addresses tagged *proxy*)")
+    bastion = seed.security_group("us-west-2", "bastion")
+    print(
+        "seeded 6 NAT gateways in us-west-2, eu-central-1, ap-southeast-2 (4 addresses tagged *proxy*)"
+        f" and security group {bastion} (bastion, us-west-2)",
+        file=sys.stderr,
+    )
+    print(bastion)
 
 
 if __name__ == "__main__":
