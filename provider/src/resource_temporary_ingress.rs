@@ -1131,3 +1131,252 @@ fn state_from_rules(region: &str, grant_id: &str, rules: &[Rule]) -> Option<Valu
         ),
     ]))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tfplugin::value::Number;
+    use allowlist_core::clock::SystemClock;
+    use std::sync::OnceLock;
+    use std::time::SystemTime;
+
+    fn resource() -> TemporaryIngress {
+        TemporaryIngress::new(Arc::new(OnceLock::new()), Arc::new(SystemClock::new()))
+    }
+
+    fn obj(pairs: &[(&str, Value)]) -> Value {
+        let mut v = Value::object(pairs.iter().map(|(k, v)| (*k, v.clone())));
+        resource().schema().block.conform(&mut v).expect("conforms");
+        v
+    }
+
+    fn num(n: i64) -> Value {
+        Value::Number(Number::Int(n))
+    }
+
+    fn paths(diags: &Diagnostics) -> Vec<String> {
+        diags
+            .iter()
+            .filter_map(|d| d.path.as_ref().map(ToString::to_string))
+            .collect()
+    }
+
+    #[test]
+    fn schema_is_valid_and_fully_described() {
+        let r = resource();
+        assert_eq!(r.schema().block.check(r.type_name()), Ok(()));
+    }
+
+    #[test]
+    fn good_arguments_pass() {
+        let (args, diags) = Args::read(&obj(&[
+            (
+                "security_group_ids",
+                Value::strings(["sg-0123abcd", "sg-0123456789abcdef0"]),
+            ),
+            ("ports", Value::List(vec![num(22), num(443)])),
+            ("port_ranges", Value::strings(["8000-8100"])),
+            (
+                "cidr_blocks",
+                Value::strings(["203.0.113.7/32", "2001:db8::/64"]),
+            ),
+            ("ttl", Value::string("90m")),
+            ("description", Value::string("on-call (OPS-1)")),
+            ("tags", Value::object([("team", Value::string("sre"))])),
+        ]));
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(args.ttl, Some(Duration::from_secs(5400)));
+        assert_eq!(args.group_ids.map(|g| g.len()), Some(2));
+    }
+
+    #[test]
+    fn each_bad_argument_points_at_itself() {
+        let (_, diags) = Args::read(&obj(&[
+            (
+                "security_group_ids",
+                Value::strings(["sg-0123abcd", "nope", "sg-0123abcd"]),
+            ),
+            ("region", Value::string("moon-1")),
+            ("ports", Value::List(vec![num(22), num(70000)])),
+            ("port_ranges", Value::strings(["9-1"])),
+            ("cidr_blocks", Value::strings(["0.0.0.0/0", "10.0.0.1/8"])),
+            ("ttl", Value::string("0s")),
+            ("description", Value::string("tab\there")),
+            ("tags", Value::object([("allowlist:x", Value::string("y"))])),
+        ]));
+        assert_eq!(
+            paths(&diags),
+            vec![
+                "region",
+                "security_group_ids[1]",
+                "security_group_ids[2]",
+                "ports[1]",
+                "port_ranges[0]",
+                "cidr_blocks[0]",
+                "cidr_blocks[1]",
+                "ttl",
+                "description",
+                "tags[\"allowlist:x\"]",
+            ]
+        );
+    }
+
+    #[test]
+    fn ports_are_required_for_tcp_and_refused_for_icmp() {
+        let (_, diags) = Args::read(&obj(&[
+            ("security_group_ids", Value::strings(["sg-0123abcd"])),
+            ("ttl", Value::string("1h")),
+        ]));
+        assert_eq!(paths(&diags), vec!["ports"]);
+        let (_, diags) = Args::read(&obj(&[
+            ("security_group_ids", Value::strings(["sg-0123abcd"])),
+            ("protocol", Value::string("icmp")),
+            ("ports", Value::List(vec![num(22)])),
+            ("ttl", Value::string("1h")),
+        ]));
+        assert_eq!(paths(&diags), vec!["ports"]);
+    }
+
+    #[test]
+    fn world_cidrs_need_allow_world_and_unknown_allow_world_defers() {
+        let base = [
+            ("security_group_ids", Value::strings(["sg-0123abcd"])),
+            ("ports", Value::List(vec![num(22)])),
+            ("ttl", Value::string("1h")),
+            ("cidr_blocks", Value::strings(["0.0.0.0/0"])),
+        ];
+        let with = |allow: Value| {
+            let mut pairs = base.to_vec();
+            pairs.push(("allow_world", allow));
+            Args::read(&obj(&pairs)).1
+        };
+        assert!(with(Value::Bool(true)).is_empty());
+        assert!(with(Value::unknown()).is_empty());
+        assert_eq!(paths(&with(Value::Bool(false))), vec!["cidr_blocks[0]"]);
+    }
+
+    #[test]
+    fn expected_rules_are_groups_times_ports_times_cidrs() {
+        let state = obj(&[
+            (
+                "security_group_ids",
+                Value::strings(["sg-0123abcd", "sg-0123abce"]),
+            ),
+            ("ports", Value::List(vec![num(22), num(443)])),
+            ("port_ranges", Value::strings(["22-22", "8000-8100"])),
+            ("cidr_blocks", Value::strings(["203.0.113.7/32"])),
+            ("protocol", Value::string("tcp")),
+        ]);
+        // 22, 443 and 8000-8100 (22-22 is the same rule as port 22).
+        assert_eq!(expected_rule_count(&state), Some(6));
+        let icmp = obj(&[
+            ("security_group_ids", Value::strings(["sg-0123abcd"])),
+            (
+                "cidr_blocks",
+                Value::strings(["203.0.113.7/32", "2001:db8::/64"]),
+            ),
+            ("protocol", Value::string("icmp")),
+        ]);
+        assert_eq!(expected_rule_count(&icmp), Some(2));
+    }
+
+    fn rule(id: &str, group: &str, port: i32, cidr: &str, grant: &Grant) -> Rule {
+        Rule {
+            group_id: group.into(),
+            id: id.into(),
+            protocol: "tcp".into(),
+            ports: PortRange {
+                from: port,
+                to: port,
+            },
+            cidr: cidr.parse().ok(),
+            description: grant.description.clone(),
+            tags: grant.tags().into_iter().collect(),
+        }
+    }
+
+    #[test]
+    fn import_rebuilds_the_state_from_rules() {
+        let created = SystemTime::UNIX_EPOCH + Duration::from_secs(1_763_726_400);
+        let grant = Grant {
+            id: "grant-00000000000000aa".into(),
+            region: "us-west-2".into(),
+            group_ids: vec![],
+            protocol: Protocol::Tcp,
+            ports: vec![],
+            cidrs: vec![],
+            description: Some("on-call".into()),
+            user_tags: BTreeMap::from([("team".into(), "sre".into())]),
+            created_at: created,
+            expires_at: created + Duration::from_secs(86_400),
+            granted_by: "arn:aws:iam::1:user/a".into(),
+        };
+        let rules = [
+            rule("sgr-1", "sg-0123abcd", 22, "203.0.113.7/32", &grant),
+            rule("sgr-2", "sg-0123abcd", 443, "203.0.113.7/32", &grant),
+        ];
+        let state = state_from_rules("us-west-2", &grant.id, &rules).expect("state");
+        assert_eq!(state.attr("ports"), &Value::List(vec![num(22), num(443)]));
+        assert_eq!(state.attr("ttl"), &Value::string("1day"));
+        assert_eq!(
+            state.attr("expires_at"),
+            &Value::string("2025-11-22T12:00:00Z")
+        );
+        assert_eq!(state.attr("tags").attr("team"), &Value::string("sre"));
+        assert_eq!(state.attr("allow_world"), &Value::Bool(false));
+        assert_eq!(state.attr("rule_ids"), &Value::strings(["sgr-1", "sgr-2"]));
+        assert!(state_from_rules("us-west-2", &grant.id, &[]).is_none());
+    }
+
+    #[test]
+    fn equivalent_config_keeps_the_prior_value() {
+        let prior = obj(&[
+            (
+                "security_group_ids",
+                Value::strings(["sg-0000000a", "sg-0000000b"]),
+            ),
+            ("ttl", Value::string("1day")),
+            ("ports", Value::List(vec![num(443), num(22)])),
+        ]);
+        let config = obj(&[
+            (
+                "security_group_ids",
+                Value::strings(["sg-0000000b", "sg-0000000a"]),
+            ),
+            ("ttl", Value::string("24h")),
+            ("ports", Value::List(vec![num(22), num(443)])),
+        ]);
+        let mut change = PlanChange {
+            prior: &prior,
+            config: &config,
+            planned: config.clone(),
+            requires_replace: Vec::new(),
+            diagnostics: Diagnostics::new(),
+        };
+        keep_equivalent_prior(&mut change);
+        assert_eq!(
+            change.planned.attr("security_group_ids"),
+            prior.attr("security_group_ids")
+        );
+        assert_eq!(change.planned.attr("ttl"), &Value::string("1day"));
+        assert_eq!(change.planned.attr("ports"), prior.attr("ports"));
+
+        let different = obj(&[
+            ("ttl", Value::string("12h")),
+            ("security_group_ids", Value::strings(["sg-0000000a"])),
+        ]);
+        let mut change = PlanChange {
+            prior: &prior,
+            config: &different,
+            planned: different.clone(),
+            requires_replace: Vec::new(),
+            diagnostics: Diagnostics::new(),
+        };
+        keep_equivalent_prior(&mut change);
+        assert_eq!(change.planned.attr("ttl"), &Value::string("12h"));
+        assert_eq!(
+            change.planned.attr("security_group_ids"),
+            &Value::strings(["sg-0000000a"])
+        );
+    }
+}
