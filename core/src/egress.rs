@@ -7,6 +7,7 @@
 
 use crate::aws::Aws;
 use crate::error::AwsError;
+use crate::paging::Pages;
 use crate::region;
 use crate::wildcard::Pattern;
 use aws_sdk_ec2::types::{Filter as Ec2Filter, NatGatewayAddressStatus, NatGatewayState};
@@ -267,14 +268,13 @@ pub async fn nat_gateway_ips(
     }));
 
     let mut found = Vec::new();
-    let mut next_token: Option<String> = None;
-    let mut tokens_seen = HashSet::new();
+    let mut pages = Pages::new(region, "DescribeNatGateways");
     loop {
         let page = client
             .describe_nat_gateways()
             .set_filter(Some(filters.clone()))
             .max_results(PAGE_SIZE)
-            .set_next_token(next_token.clone())
+            .set_next_token(pages.token())
             .send()
             .await
             .map_err(|e| AwsError::from_sdk(region, "DescribeNatGateways", e))?;
@@ -309,22 +309,8 @@ pub async fn nat_gateway_ips(
                 });
             }
         }
-        match page.next_token() {
-            Some(token) if !token.is_empty() => {
-                // A server that hands back a token it already gave would loop forever.
-                if !tokens_seen.insert(token.to_owned()) {
-                    return Err(AwsError {
-                        region: region.to_owned(),
-                        operation: "DescribeNatGateways",
-                        kind: crate::error::AwsErrorKind::Response,
-                        code: None,
-                        message: "pagination returned a NextToken it had already returned".into(),
-                        status: None,
-                    });
-                }
-                next_token = Some(token.to_owned());
-            }
-            _ => break,
+        if !pages.advance(page.next_token())? {
+            break;
         }
     }
     Ok(found)

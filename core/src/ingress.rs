@@ -8,7 +8,8 @@
 
 use crate::aws::Aws;
 use crate::clock::{format_instant, parse_instant};
-use crate::error::{AwsError, AwsErrorKind};
+use crate::error::AwsError;
+use crate::paging::Pages;
 use aws_sdk_ec2::types::{
     Filter, IpPermission, IpRange, Ipv6Range, ResourceType, SecurityGroupRule,
     SecurityGroupRuleRequest, SecurityGroupRuleUpdate, Tag, TagSpecification,
@@ -457,14 +458,13 @@ async fn describe_rules(
 ) -> Result<Vec<Rule>, AwsError> {
     let client = aws.ec2(region);
     let mut rules = Vec::new();
-    let mut next: Option<String> = None;
-    let mut seen = HashSet::new();
+    let mut pages = Pages::new(region, "DescribeSecurityGroupRules");
     loop {
         let page = client
             .describe_security_group_rules()
             .set_filters(Some(filters.clone()))
             .max_results(RULE_PAGE)
-            .set_next_token(next.clone())
+            .set_next_token(pages.token())
             .send()
             .await
             .map_err(|e| AwsError::from_sdk(region, "DescribeSecurityGroupRules", e))?;
@@ -473,21 +473,8 @@ async fn describe_rules(
                 .iter()
                 .filter_map(Rule::from_aws),
         );
-        match page.next_token() {
-            Some(t) if !t.is_empty() => {
-                if !seen.insert(t.to_owned()) {
-                    return Err(AwsError {
-                        region: region.to_owned(),
-                        operation: "DescribeSecurityGroupRules",
-                        kind: AwsErrorKind::Response,
-                        code: None,
-                        message: "pagination returned a NextToken it had already returned".into(),
-                        status: None,
-                    });
-                }
-                next = Some(t.to_owned());
-            }
-            _ => break,
+        if !pages.advance(page.next_token())? {
+            break;
         }
     }
     rules.sort();

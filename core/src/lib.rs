@@ -10,6 +10,7 @@ pub mod clock;
 pub mod egress;
 pub mod error;
 pub mod ingress;
+pub mod paging;
 pub mod region;
 pub mod wildcard;
 

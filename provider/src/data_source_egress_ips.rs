@@ -376,13 +376,6 @@ mod tests {
         v
     }
 
-    fn paths(diags: &Diagnostics) -> Vec<String> {
-        diags
-            .iter()
-            .filter_map(|d| d.path.as_ref().map(ToString::to_string))
-            .collect()
-    }
-
     #[test]
     fn schema_is_valid_and_fully_described() {
         let ds = EgressIpsDataSource::new(Arc::new(OnceLock::new()));
@@ -434,7 +427,7 @@ mod tests {
             ),
         ]));
         assert_eq!(
-            paths(&diags),
+            diags.paths(),
             vec![
                 "regions[1]",
                 "filter[0].name",

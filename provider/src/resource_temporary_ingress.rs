@@ -1154,13 +1154,6 @@ mod tests {
         Value::Number(Number::Int(n))
     }
 
-    fn paths(diags: &Diagnostics) -> Vec<String> {
-        diags
-            .iter()
-            .filter_map(|d| d.path.as_ref().map(ToString::to_string))
-            .collect()
-    }
-
     #[test]
     fn schema_is_valid_and_fully_described() {
         let r = resource();
@@ -1205,7 +1198,7 @@ mod tests {
             ("tags", Value::object([("allowlist:x", Value::string("y"))])),
         ]));
         assert_eq!(
-            paths(&diags),
+            diags.paths(),
             vec![
                 "region",
                 "security_group_ids[1]",
@@ -1227,14 +1220,14 @@ mod tests {
             ("security_group_ids", Value::strings(["sg-0123abcd"])),
             ("ttl", Value::string("1h")),
         ]));
-        assert_eq!(paths(&diags), vec!["ports"]);
+        assert_eq!(diags.paths(), vec!["ports"]);
         let (_, diags) = Args::read(&obj(&[
             ("security_group_ids", Value::strings(["sg-0123abcd"])),
             ("protocol", Value::string("icmp")),
             ("ports", Value::List(vec![num(22)])),
             ("ttl", Value::string("1h")),
         ]));
-        assert_eq!(paths(&diags), vec!["ports"]);
+        assert_eq!(diags.paths(), vec!["ports"]);
     }
 
     #[test]
@@ -1252,7 +1245,7 @@ mod tests {
         };
         assert!(with(Value::Bool(true)).is_empty());
         assert!(with(Value::unknown()).is_empty());
-        assert_eq!(paths(&with(Value::Bool(false))), vec!["cidr_blocks[0]"]);
+        assert_eq!(with(Value::Bool(false)).paths(), vec!["cidr_blocks[0]"]);
     }
 
     #[test]

@@ -156,6 +156,14 @@ impl Diagnostics {
         self.0.iter()
     }
 
+    /// The attribute paths the diagnostics point at, in order (as `filter[0].name`).
+    pub fn paths(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .filter_map(|d| d.path.as_ref().map(ToString::to_string))
+            .collect()
+    }
+
     /// Keeps the value of `result`, recording its error; `None` when it failed.
     pub fn take<T>(&mut self, result: Result<T, Diagnostic>) -> Option<T> {
         match result {
