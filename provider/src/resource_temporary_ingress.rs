@@ -7,7 +7,7 @@
 //! `allowlist:grant-id` tag on each rule. Import with `<region>/<grant-id>`.
 
 use crate::diagnostics::{aws_error, grant_error};
-use crate::provider::{configured, parse_positive_duration, Shared};
+use crate::provider::{configured, parse_positive_duration, Configured, Shared};
 use crate::rule_snapshot::RuleSnapshots;
 use crate::tfplugin::{
     Attribute, AttributePath, Block, Diagnostic, Diagnostics, Mode, PlanChange, ReadOutcome,
@@ -16,16 +16,24 @@ use crate::tfplugin::{
 use allowlist_core::caller;
 use allowlist_core::clock::{format_duration, format_instant, parse_instant, Clock};
 use allowlist_core::ingress::{self, tags, Grant, PortRange, Protocol, Rule};
+use allowlist_core::AwsError;
 use async_trait::async_trait;
 use ipnet::IpNet;
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::OnceCell;
 
 pub struct TemporaryIngress {
     shared: Shared,
     clock: Arc<dyn Clock>,
     snapshots: RuleSnapshots,
+    /// Per provider process: the caller's IP, detected once for all grants of an apply.
+    detected: OnceCell<IpNet>,
+    /// Per provider process: the caller's ARN, asked once.
+    caller: OnceCell<String>,
+    /// Per provider process: security groups already seen to exist, as (region, group id).
+    known_groups: Mutex<HashSet<(String, String)>>,
 }
 
 impl TemporaryIngress {
@@ -34,7 +42,67 @@ impl TemporaryIngress {
             shared,
             clock,
             snapshots: RuleSnapshots::default(),
+            detected: OnceCell::new(),
+            caller: OnceCell::new(),
+            known_groups: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// The caller's public IP as a /32 or /128, from `url` (once per process).
+    async fn detected_cidr(&self, url: &str) -> Result<IpNet, Diagnostic> {
+        let ip = self
+            .detected
+            .get_or_try_init(|| async {
+                let ip = caller::public_ip(url).await?;
+                tracing::info!(%ip, "detected caller IP");
+                Ok::<_, caller::IpLookupError>(IpNet::from(ip))
+            })
+            .await
+            .map_err(|e| {
+                Diagnostic::error(
+                    "Unable to Detect Your IP Address",
+                    format!("{e}.\n\nSet cidr_blocks explicitly, or point the provider's ip_lookup_url at a service that answers with your IP. Nothing was granted."),
+                )
+                .at(root().attr("cidr_blocks"))
+            })?;
+        Ok(*ip)
+    }
+
+    /// The caller's ARN (once per process).
+    async fn caller_arn(&self, provider: &Configured, region: &str) -> Result<String, AwsError> {
+        self.caller
+            .get_or_try_init(|| caller::caller_arn(&provider.aws, region))
+            .await
+            .cloned()
+    }
+
+    /// Which of `groups` do not exist, asking AWS only about groups not yet seen in this process.
+    async fn missing_groups(
+        &self,
+        provider: &Configured,
+        region: &str,
+        groups: &[String],
+    ) -> Result<Vec<String>, AwsError> {
+        let unseen: Vec<String> = {
+            let known = self.known_groups.lock().unwrap_or_else(|p| p.into_inner());
+            groups
+                .iter()
+                .filter(|g| !known.contains(&(region.to_owned(), (*g).clone())))
+                .cloned()
+                .collect()
+        };
+        if unseen.is_empty() {
+            return Ok(Vec::new());
+        }
+        let missing = ingress::missing_groups(&provider.aws, region, &unseen).await?;
+        let mut known = self.known_groups.lock().unwrap_or_else(|p| p.into_inner());
+        known.extend(
+            unseen
+                .into_iter()
+                .filter(|g| !missing.contains(g))
+                .map(|g| (region.to_owned(), g)),
+        );
+        Ok(missing)
     }
 }
 
@@ -114,7 +182,7 @@ impl Resource for TemporaryIngress {
                     Mode::OptionalComputed,
                     "IPv4 and/or IPv6 CIDR blocks to let in, in canonical form (e.g. `203.0.113.7/32`). Defaults \
                      to your current public IP as a /32 (or /128), detected from the provider's `ip_lookup_url` \
-                     when the grant is planned. `0.0.0.0/0`, `::/0` and blocks broader than /16 (IPv4) or /48 \
+                     when the grant is applied (the plan shows it as known after apply). `0.0.0.0/0`, `::/0` and blocks broader than /16 (IPv4) or /48 \
                      (IPv6) are refused unless `allow_world` is true. Changing this replaces the grant.",
                 )
                 .force_new()
@@ -250,7 +318,22 @@ impl Resource for TemporaryIngress {
                 Diagnostic::error("Invalid Plan", "ttl is not known at apply.").into(),
             );
         };
-        let granted_by = match caller::caller_arn(&provider.aws, &state.region).await {
+        let mut state = state;
+        let mut planned = planned.clone();
+        if state.cidrs.is_empty() {
+            match self.detected_cidr(&provider.ip_lookup_url).await {
+                Ok(cidr) => {
+                    set(
+                        &mut planned,
+                        "cidr_blocks",
+                        Value::strings([cidr.to_string()]),
+                    );
+                    state.cidrs = vec![cidr];
+                }
+                Err(d) => return (Value::Null, d.into()),
+            }
+        }
+        let granted_by = match self.caller_arn(&provider, &state.region).await {
             Ok(arn) => arn,
             Err(e) => {
                 return (
@@ -277,7 +360,7 @@ impl Resource for TemporaryIngress {
         match ingress::authorize(&provider.aws, &grant, now).await {
             Ok(rules) => {
                 tracing::info!(grant = %grant.id, region = %grant.region, rules = rules.len(), expires_at = %format_instant(grant.expires_at), "grant created");
-                (with_grant(planned, &grant, &rules), Diagnostics::new())
+                (with_grant(&planned, &grant, &rules), Diagnostics::new())
             }
             // authorize revoked whatever it had added; nothing to keep in state.
             Err(e) => (
@@ -434,12 +517,7 @@ impl Resource for TemporaryIngress {
 impl TemporaryIngress {
     /// Create: fill region, protocol, allow_world and (if unset) the detected caller IP, and check
     /// that the groups exist, so mistakes surface at plan time.
-    async fn plan_create(
-        &self,
-        plan: &mut PlanChange<'_>,
-        args: &Args,
-        provider: &crate::provider::Configured,
-    ) {
+    async fn plan_create(&self, plan: &mut PlanChange<'_>, args: &Args, provider: &Configured) {
         let region = match &args.region {
             Tri::Known(r) => Some(r.clone()),
             Tri::Unknown => None,
@@ -466,24 +544,11 @@ impl TemporaryIngress {
         if plan.config.attr("allow_world").is_null() {
             set(&mut plan.planned, "allow_world", Value::Bool(false));
         }
-        if plan.config.attr("cidr_blocks").is_null() {
-            match caller::public_ip(&provider.ip_lookup_url).await {
-                Ok(ip) => {
-                    let cidr = IpNet::from(ip).to_string();
-                    tracing::info!(%cidr, "detected caller IP");
-                    set(&mut plan.planned, "cidr_blocks", Value::strings([cidr]));
-                }
-                Err(e) => plan.diagnostics.push(
-                    Diagnostic::error(
-                        "Unable to Detect Your IP Address",
-                        format!("{e}.\n\nSet cidr_blocks explicitly, or point the provider's ip_lookup_url at a service that answers with your IP."),
-                    )
-                    .at(root().attr("cidr_blocks")),
-                ),
-            }
-        }
+        // An unset cidr_blocks stays unknown in the plan: the caller's IP is detected at apply, so
+        // a plan saved and applied later (or re-planned by Terraform at apply) cannot disagree
+        // with the address actually granted.
         if let (Some(region), Some(groups)) = (region, args.group_ids.as_ref()) {
-            match ingress::missing_groups(&provider.aws, &region, groups).await {
+            match self.missing_groups(provider, &region, groups).await {
                 Ok(missing) => {
                     for group in missing {
                         let i = groups.iter().position(|g| *g == group).unwrap_or(0);

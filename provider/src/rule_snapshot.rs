@@ -33,25 +33,34 @@ impl RuleSnapshots {
         region: &str,
         grant_id: &str,
     ) -> Result<Vec<Rule>, AwsError> {
-        let cell = self.cell(region);
-        let (taken, rules) = cell
-            .get_or_try_init(|| async {
-                Ok::<_, AwsError>((
-                    Instant::now(),
-                    Arc::new(ingress::managed_rules(aws, region).await?),
-                ))
-            })
-            .await?
-            .clone();
-        if taken.elapsed() > MAX_AGE {
-            self.invalidate(region);
-            return ingress::grant_rules(aws, region, &[grant_id.to_owned()]).await;
+        // A stale snapshot is replaced by a fresh one (shared again by concurrent reads).
+        for _ in 0..2 {
+            let cell = self.cell(region);
+            let (taken, rules) = cell
+                .get_or_try_init(|| async {
+                    let rules = ingress::managed_rules(aws, region).await?;
+                    Ok::<_, AwsError>((Instant::now(), Arc::new(rules)))
+                })
+                .await?
+                .clone();
+            if taken.elapsed() <= MAX_AGE {
+                return Ok(rules
+                    .iter()
+                    .filter(|r| r.grant_id() == Some(grant_id))
+                    .cloned()
+                    .collect());
+            }
+            self.invalidate_if_same(region, &cell);
         }
-        Ok(rules
-            .iter()
-            .filter(|r| r.grant_id() == Some(grant_id))
-            .cloned()
-            .collect())
+        ingress::grant_rules(aws, region, &[grant_id.to_owned()]).await
+    }
+
+    /// Drops `region`'s snapshot unless another read already replaced it.
+    fn invalidate_if_same(&self, region: &str, cell: &Snapshot) {
+        let mut regions = self.lock();
+        if regions.get(region).is_some_and(|c| Arc::ptr_eq(c, cell)) {
+            regions.remove(region);
+        }
     }
 
     /// Drops the snapshot of `region` (after a write there).

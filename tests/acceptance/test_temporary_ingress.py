@@ -375,3 +375,30 @@ def test_temporary_ingress_refresh_costs_one_describe_per_region(terraform, emul
         GroupId=victim["GroupId"], SecurityGroupRuleIds=[victim["SecurityGroupRuleId"]]
     )
     assert terraform.plan_detailed() == 2
+
+
+def test_temporary_ingress_ip_is_detected_once_at_apply(terraform, emulator, my_ip, groups):
+    """Regression: the IP used to be detected at plan and again in Terraform's
+    apply-time re-plan, so a saved plan applied after the caller's IP changed
+    failed with "Provider produced inconsistent final plan"."""
+    terraform.write(
+        "main.tf",
+        config(my_ip, "").replace(
+            'resource "allowlist_temporary_ingress" "oncall" {\n  \n}',
+            f"""resource "allowlist_temporary_ingress" "three" {{
+  count              = 3
+  security_group_ids = {json.dumps(groups[:1])}
+  ports              = [3000 + count.index]
+  ttl                = "1h"
+}}""",
+        ).split('output "grant"')[0],
+    )
+    plan = terraform.run("plan", "-no-color", "-out=grant.tfplan")
+    assert "cidr_blocks        = (known after apply)" in plan.stdout
+    assert my_ip.hits == 0, "nothing is detected at plan"
+
+    my_ip.ip = "198.51.100.88"  # the caller's network changed between plan and apply
+    terraform.run("apply", "-no-color", "grant.tfplan")
+    assert {r["CidrIpv4"] for r in ingress_rules(emulator, groups[:1])} == {"198.51.100.88/32"}
+    assert my_ip.hits == 1, "one lookup for all grants of the apply"
+    assert terraform.plan_detailed() == 0
