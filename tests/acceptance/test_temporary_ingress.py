@@ -402,3 +402,46 @@ def test_temporary_ingress_ip_is_detected_once_at_apply(terraform, emulator, my_
     assert {r["CidrIpv4"] for r in ingress_rules(emulator, groups[:1])} == {"198.51.100.88/32"}
     assert my_ip.hits == 1, "one lookup for all grants of the apply"
     assert terraform.plan_detailed() == 0
+
+
+@pytest.mark.parametrize(
+    "before, after",
+    [
+        ("ports = [22, 443]", "ports = [22]"),
+        ('cidr_blocks = ["203.0.113.7/32"]', 'cidr_blocks = ["203.0.113.8/32"]'),
+        ('protocol = "tcp"', 'protocol = "udp"'),
+    ],
+    ids=["ports", "cidrs", "protocol"],
+)
+def test_temporary_ingress_access_changes_force_replacement(terraform, emulator, my_ip, groups, before, after):
+    def body(change: str) -> str:
+        return f"""
+  security_group_ids = {json.dumps(groups[:1])}
+  ttl                = "1h"
+  {"ports = [22, 443]" if not change.startswith("ports") else ""}
+  {change}
+"""
+    terraform.write("main.tf", config(my_ip, body(before)))
+    terraform.apply()
+    first = grant(terraform)
+
+    terraform.write("main.tf", config(my_ip, body(after)))
+    plan = terraform.run("plan", "-no-color").stdout
+    assert "must be replaced" in plan and "# forces replacement" in plan
+    terraform.apply()
+    second = grant(terraform)
+    assert second["id"] != first["id"]
+    rules = ingress_rules(emulator, groups[:1])
+    assert {r["TagMap"]["allowlist:grant-id"] for r in rules} == {second["id"]}
+    assert sorted(r["SecurityGroupRuleId"] for r in rules) == sorted(second["rule_ids"])
+
+
+def test_temporary_ingress_group_change_forces_replacement(terraform, emulator, my_ip, groups):
+    terraform.write("main.tf", config(my_ip, grant_body(groups[:1])))
+    terraform.apply()
+    terraform.write("main.tf", config(my_ip, grant_body(groups[1:])))
+    plan = terraform.run("plan", "-no-color").stdout
+    assert "must be replaced" in plan
+    terraform.apply()
+    assert ingress_rules(emulator, groups[:1]) == []
+    assert len(ingress_rules(emulator, groups[1:])) == 2
