@@ -47,12 +47,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "acceptance")]
 import conftest  # noqa: E402  (tests/acceptance/conftest.py)
 from conftest import (  # noqa: E402
     PROVIDER_DIR,
-    RUN_TIMEOUT,
     TERRAFORM_VERSIONS,
     VENV,
     MyIpServer,
-    RunResult,
-    TerraformError,
     TerraformRunner,
     cli_config,
     terraform_env,
@@ -66,55 +63,6 @@ BASE_PORT = 20000
 CIDR = "198.51.100.7/32"
 RESULTS = ROOT / "bench" / "results"
 MANAGED_BY = "allowlist:managed-by"
-
-
-class BoundedRunner(TerraformRunner):
-    """The acceptance tests' runner, but whatever ends a run (timeout, SIGTERM turned into
-    SystemExit, KeyboardInterrupt) also kills the terraform process group it started, so no
-    terraform or provider plugin outlives this script. Remembers the last run's wall time."""
-
-    last_wall: float = 0.0
-
-    def run(self, *args: str, check: bool = True, timeout: float = RUN_TIMEOUT) -> RunResult:
-        process = subprocess.Popen(
-            [str(self.binary), *args],
-            cwd=self.workdir,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        start = time.monotonic()
-        try:
-            stdout, stderr = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            kill_group(process)
-            stdout, stderr = process.communicate()
-            result = RunResult(args, process.returncode, stdout, stderr)
-            raise TerraformError(self.version, result, f"timed out after {timeout}s") from None
-        except BaseException:
-            kill_group(process)
-            raise
-        self.last_wall = time.monotonic() - start
-        result = RunResult(args, process.returncode, stdout, stderr)
-        if check and result.rc != 0:
-            raise TerraformError(self.version, result, "failed")
-        return result
-
-
-def kill_group(process: subprocess.Popen) -> None:
-    """SIGKILL the process group of a terraform run this script started (start_new_session)."""
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 def exit_on_signals(budget: float) -> None:
@@ -178,7 +126,7 @@ def managed_rules(emulator: Emulator, groups: list[str]) -> list[dict]:
 
 
 def measure(
-    runner: BoundedRunner, emulator: Emulator, phase: str, groups: list[str], grants: int
+    runner: TerraformRunner, emulator: Emulator, phase: str, groups: list[str], grants: int
 ) -> dict[str, Any]:
     emulator.clear_requests()
     if phase == "apply":
@@ -259,7 +207,7 @@ def main() -> int:
             (home / "work").mkdir(parents=True)
             rc_file = home / "terraform.tfrc"
             rc_file.write_text(cli_config(PROVIDER_DIR))
-            runner = BoundedRunner(version, binary, home / "work", terraform_env(rc_file, emulator.url))
+            runner = TerraformRunner(version, binary, home / "work", terraform_env(rc_file, emulator.url))
             runner.write("main.tf", tf_config)
             phases: dict[str, list[dict[str, Any]]] = {"apply": [], "plan": [], "destroy": []}
             for i in range(args.repeat):

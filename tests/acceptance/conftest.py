@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -96,6 +97,7 @@ class TerraformRunner:
         self.binary = binary
         self.workdir = workdir
         self.env = env
+        self.last_wall = 0.0  # seconds the last run took
 
     def write(self, name: str, text: str) -> Path:
         """Write a file (dedented) into the work dir, e.g. ``main.tf``."""
@@ -116,13 +118,20 @@ class TerraformRunner:
             text=True,
             start_new_session=True,  # so a timeout also kills provider plugins
         )
+        start = time.monotonic()
         try:
             stdout, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            kill_group(process)
             stdout, stderr = process.communicate()
             result = RunResult(args, process.returncode, stdout, stderr)
             raise TerraformError(self.version, result, f"timed out after {timeout}s") from None
+        except BaseException:
+            # Interrupted (Ctrl-C, SIGTERM turned into SystemExit): no terraform or provider
+            # plugin may outlive the caller.
+            kill_group(process)
+            raise
+        self.last_wall = time.monotonic() - start
         result = RunResult(args, process.returncode, stdout, stderr)
         if check and result.rc != 0:
             raise TerraformError(self.version, result, "failed")
@@ -144,6 +153,15 @@ class TerraformRunner:
     def output(self) -> dict[str, Any]:
         """``output -json`` parsed: name -> {"value", "type", "sensitive"}."""
         return json.loads(self.run("output", "-json").stdout)
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    """SIGKILL the process group of a terraform run (started with start_new_session)."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def cli_config(provider_dir: Path) -> str:
