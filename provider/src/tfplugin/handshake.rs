@@ -177,6 +177,10 @@ fn accept_tls(
                     continue;
                 }
             };
+            // Small request/response messages: without this, delayed ACKs stall RPCs ~40 ms.
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(%peer, error = %err, "could not set TCP_NODELAY");
+            }
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
