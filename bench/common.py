@@ -27,7 +27,7 @@ from typing import Any, Iterable
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
-RESULTS = BENCH / "results"
+RESULTS = Path(os.environ.get("BENCH_RESULTS", BENCH / "results"))
 VENV = Path(os.environ.get("ALLOWLIST_VENV", ROOT / ".venv"))
 PYTHON = VENV / "bin" / "python"
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target" / "bench"))
