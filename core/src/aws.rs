@@ -71,6 +71,11 @@ impl Aws {
         }
     }
 
+    /// The loaded SDK configuration, for building clients of other services.
+    pub fn config(&self) -> &SdkConfig {
+        &self.base
+    }
+
     /// The home region, if one is configured.
     pub fn home_region(&self) -> Option<&str> {
         self.base.region().map(Region::as_ref)

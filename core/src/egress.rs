@@ -234,6 +234,26 @@ pub async fn enabled_regions(aws: &Aws) -> Result<Vec<String>, AwsError> {
     Ok(names)
 }
 
+/// Every region of the partition, enabled or not (DescribeRegions with AllRegions), sorted: tells
+/// a region that does not exist from one that failed.
+pub async fn known_regions(aws: &Aws) -> Result<Vec<String>, AwsError> {
+    let home = aws.home_region().unwrap_or("us-east-1").to_owned();
+    let out = aws
+        .ec2(&home)
+        .describe_regions()
+        .all_regions(true)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk(&home, "DescribeRegions", e))?;
+    let mut names: Vec<String> = out
+        .regions()
+        .iter()
+        .filter_map(|r| r.region_name().map(str::to_owned))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 /// Page size for DescribeNatGateways (the API's maximum).
 const PAGE_SIZE: i32 = 1000;
 

@@ -853,7 +853,9 @@ pub async fn revoke(aws: &Aws, region: &str, rules: &[Rule]) -> Result<(), AwsEr
     Ok(())
 }
 
-async fn revoke_in_group(
+/// Revokes the rules `ids` of one security group in one call. Already gone (rule or group) is
+/// success: the call is atomic, so on NotFound the ids that still exist are revoked again.
+pub(crate) async fn revoke_in_group(
     aws: &Aws,
     region: &str,
     group: &str,

@@ -7,11 +7,13 @@
 pub mod aws;
 pub mod caller;
 pub mod clock;
+pub mod document;
 pub mod egress;
 pub mod error;
 pub mod ingress;
 pub mod paging;
 pub mod region;
+pub mod sweep;
 pub mod wildcard;
 
 pub use aws::{Aws, AwsSettings};

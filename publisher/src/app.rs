@@ -1,0 +1,246 @@
+//! Turns a parsed command line into library calls: builds the AWS clients and stores once, runs
+//! the command, logs its summary and maps the outcome to the exit code.
+
+use crate::cdn::CloudFront;
+use crate::cli::{Cli, Command, PublishArgs, RunArgs, SweepArgs, UsageError};
+use crate::publish::{publish_once, Baseline, Place, Target};
+use crate::regions::{self, RegionFailure};
+use crate::report;
+use crate::run::{run, Cycle};
+use crate::store::{FileStore, S3Store, Store, STDOUT};
+use crate::sweep::sweep_once;
+use allowlist_core::clock::Clock;
+use allowlist_core::egress::ALL_REGIONS;
+use allowlist_core::{Aws, AwsSettings};
+use tokio::sync::mpsc;
+
+/// Exit codes (README): success, error, bad usage, refused by a guard.
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_ERROR: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+
+/// Runs the command; returns the process exit code.
+pub async fn execute(cli: &Cli, clock: &dyn Clock) -> u8 {
+    let settings = AwsSettings {
+        region: cli.global.region.clone(),
+        profile: cli.global.profile.clone(),
+        endpoint_url: cli.global.endpoint_url.clone(),
+    };
+    let result = match &cli.command {
+        Command::Publish(args) => publish(args, &settings, clock).await,
+        Command::Sweep(args) => sweep(args, &settings, clock).await,
+        Command::Run(args) => schedule(args, &settings, clock).await,
+    };
+    result.unwrap_or_else(|usage| {
+        eprintln!("error: {usage}\n\nFor more information, try '--help'.");
+        EXIT_USAGE
+    })
+}
+
+async fn publish(
+    args: &PublishArgs,
+    settings: &AwsSettings,
+    clock: &dyn Clock,
+) -> Result<u8, UsageError> {
+    let options = args.options()?;
+    let aws = Aws::load(settings).await;
+    let outputs = Outputs::new(&aws, args);
+    let target = outputs.target(args);
+    Ok(match publish_once(&aws, &target, clock, &options).await {
+        Ok(outcome) => {
+            report::published(&outcome, None);
+            EXIT_OK
+        }
+        Err(err) => {
+            report::publish_failed(&err, None);
+            err.exit_code()
+        }
+    })
+}
+
+async fn sweep(
+    args: &SweepArgs,
+    settings: &AwsSettings,
+    clock: &dyn Clock,
+) -> Result<u8, UsageError> {
+    let options = args.options()?;
+    let aws = Aws::load(settings).await;
+    Ok(match sweep_once(&aws, clock, &options).await {
+        Ok(outcome) => {
+            if options.dry_run {
+                if let Err(err) = report::print_dry_run(&outcome) {
+                    tracing::error!("writing the listing to stdout failed: {err}");
+                    return Ok(EXIT_ERROR);
+                }
+            }
+            let failures = report::swept(&outcome, None);
+            if outcome.unknown_regions.is_some() {
+                EXIT_USAGE
+            } else if failures > 0 {
+                EXIT_ERROR
+            } else {
+                EXIT_OK
+            }
+        }
+        Err(err) => {
+            report::sweep_failed(&err, None);
+            err.exit_code()
+        }
+    })
+}
+
+async fn schedule(
+    args: &RunArgs,
+    settings: &AwsSettings,
+    clock: &dyn Clock,
+) -> Result<u8, UsageError> {
+    let publish = args.publish.options()?;
+    let sweep = args.sweep_options()?;
+    let aws = Aws::load(settings).await;
+    // A misspelt region would fail every cycle forever: check the names once, up front.
+    if publish.query.regions.iter().all(|r| r != ALL_REGIONS) {
+        let names: Vec<&str> = publish.query.regions.iter().map(String::as_str).collect();
+        if let RegionFailure::Unknown(message) = regions::explain(&aws, &names).await {
+            return Err(UsageError::new("--regions", message));
+        }
+    }
+    let outputs = Outputs::new(&aws, &args.publish);
+    let target = outputs.target(&args.publish);
+    let (stop_tx, mut stop_rx) = mpsc::unbounded_channel();
+    tokio::spawn(forward_stop_signals(stop_tx));
+    tracing::info!(every = %humantime::format_duration(args.every), "running publish and sweep on a schedule");
+    let cycle = Cycle {
+        aws: &aws,
+        target: &target,
+        clock,
+        publish: &publish,
+        sweep: &sweep,
+    };
+    let outcome = run(cycle, args.every, &mut stop_rx).await;
+    Ok(if outcome.abandoned {
+        EXIT_ERROR
+    } else {
+        EXIT_OK
+    })
+}
+
+/// Sends one message per SIGTERM or SIGINT received.
+async fn forward_stop_signals(stop: mpsc::UnboundedSender<()>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(err) => {
+            tracing::error!("cannot listen for SIGTERM: {err}");
+            return;
+        }
+    };
+    let mut interrupt = match signal(SignalKind::interrupt()) {
+        Ok(s) => s,
+        Err(err) => {
+            tracing::error!("cannot listen for SIGINT: {err}");
+            return;
+        }
+    };
+    loop {
+        let name = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "stop requested");
+        if stop.send(()).is_err() {
+            return;
+        }
+    }
+}
+
+/// The stores a publish writes to, built once per process.
+#[derive(Debug)]
+struct Outputs {
+    s3: Option<S3Store>,
+    cdn: Option<CloudFront>,
+}
+
+static FILES: FileStore = FileStore;
+
+impl Outputs {
+    fn new(aws: &Aws, args: &PublishArgs) -> Self {
+        let config = aws.config();
+        let s3 = args.bucket.as_ref().map(|bucket| {
+            let conf = aws_sdk_s3::config::Builder::from(config)
+                // Custom endpoints (emulators, S3-compatible stores) rarely have per-bucket DNS.
+                .force_path_style(config.endpoint_url().is_some())
+                .build();
+            S3Store::new(aws_sdk_s3::Client::from_conf(conf), bucket.clone())
+        });
+        let cdn = args.distribution_id.as_ref().map(|id| {
+            let conf = aws_sdk_cloudfront::config::Builder::from(config)
+                // CloudFront is global; its API lives in us-east-1.
+                .region(aws_sdk_cloudfront::config::Region::new("us-east-1"))
+                .build();
+            CloudFront::new(aws_sdk_cloudfront::Client::from_conf(conf), id.clone())
+        });
+        Outputs { s3, cdn }
+    }
+
+    fn target<'a>(&'a self, args: &'a PublishArgs) -> Target<'a> {
+        let files: &'a dyn Store = &FILES;
+        match (&args.out, &self.s3) {
+            // Publish to S3, in place.
+            (None, Some(s3)) => Target {
+                json: Place {
+                    store: s3,
+                    key: &args.key,
+                },
+                text: args.text_key.as_deref().map(|key| Place {
+                    store: s3 as &dyn Store,
+                    key,
+                }),
+                baseline: Baseline::Output,
+                cdn: self.cdn.as_ref().map(|c| c as &dyn crate::cdn::Cdn),
+            },
+            // Preview: the published object is the baseline, the result goes to a local file.
+            (Some(out), Some(s3)) => Target {
+                json: Place {
+                    store: files,
+                    key: out,
+                },
+                text: args
+                    .text_out
+                    .as_deref()
+                    .map(|key| Place { store: files, key }),
+                baseline: Baseline::Elsewhere(Place {
+                    store: s3,
+                    key: &args.key,
+                }),
+                cdn: None,
+            },
+            // A local file, which is its own baseline (stdout has none).
+            (Some(out), None) => Target {
+                json: Place {
+                    store: files,
+                    key: out,
+                },
+                text: args
+                    .text_out
+                    .as_deref()
+                    .map(|key| Place { store: files, key }),
+                baseline: if out == STDOUT {
+                    Baseline::Nothing
+                } else {
+                    Baseline::Output
+                },
+                cdn: None,
+            },
+            // clap requires --bucket or --out; treat the impossible case as stdout.
+            (None, None) => Target {
+                json: Place {
+                    store: files,
+                    key: STDOUT,
+                },
+                text: None,
+                baseline: Baseline::Nothing,
+                cdn: None,
+            },
+        }
+    }
+}

@@ -1,0 +1,519 @@
+//! The command line: clap parses the flags (each also read from an `ALLOWLIST_…` variable), then
+//! [`PublishArgs::options`] and friends check them into the options the library functions take.
+//! Both steps report a bad value naming its flag, and both end in exit code 2.
+
+use crate::publish::PublishOptions;
+use crate::sweep::SweepOptions;
+use allowlist_core::egress::{EgressQuery, Filter, FilterProblem, ALL_REGIONS};
+use allowlist_core::region;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The shortest `--every`.
+pub const MIN_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "allowlist-publisher",
+    version,
+    about = "Publish NAT gateway egress IPs as a static ip-ranges.json, and sweep expired temporary ingress",
+    long_about = "Publish NAT gateway egress IPs as a static ip-ranges.json (AWS's ip-ranges schema) \
+                  and a plain-text list on S3 behind CloudFront, and sweep expired \
+                  allowlist_temporary_ingress rules.\n\n\
+                  Every flag also reads the ALLOWLIST_... environment variable shown. AWS \
+                  credentials come from the SDK's usual sources (environment, profile, SSO, \
+                  instance/task role).\n\n\
+                  Exit codes: 0 success, 1 error, 2 bad usage, 3 refused by a guard."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes, before or after the command name.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Home region: the S3 bucket's region, and where DescribeRegions is asked [default: the
+    /// SDK's, from AWS_REGION or the profile]
+    #[arg(long, global = true, env = "ALLOWLIST_REGION", value_name = "REGION")]
+    pub region: Option<String>,
+    /// Named profile from the shared AWS config files [default: the SDK's, from AWS_PROFILE]
+    #[arg(long, global = true, env = "ALLOWLIST_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Custom endpoint for every AWS service, e.g. a local emulator (S3 then uses path-style
+    /// addressing) [default: the SDK's, from AWS_ENDPOINT_URL]
+    #[arg(
+        long,
+        global = true,
+        env = "ALLOWLIST_ENDPOINT_URL",
+        value_name = "URL"
+    )]
+    pub endpoint_url: Option<String>,
+    /// Log format on stderr: human lines, or one JSON object per line (CloudWatch)
+    #[arg(long, global = true, env = "ALLOWLIST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+    /// Most detailed log level shown
+    #[arg(long, global = true, env = "ALLOWLIST_LOG_LEVEL", value_enum, default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Look up the egress IPs and publish them; writes only when the prefix set changed
+    Publish(PublishArgs),
+    /// Revoke temporary ingress rules whose allowlist:expires-at has passed
+    Sweep(SweepArgs),
+    /// Publish, then sweep, every --every, until SIGTERM or SIGINT
+    Run(RunArgs),
+}
+
+/// Which regions to look in.
+#[derive(Debug, Args)]
+pub struct RegionsArg {
+    /// Regions to look in, comma-separated or repeated; "all" means every region enabled for
+    /// the account
+    #[arg(
+        long,
+        env = "ALLOWLIST_REGIONS",
+        value_delimiter = ',',
+        default_value = ALL_REGIONS,
+        value_name = "REGIONS"
+    )]
+    pub regions: Vec<String>,
+}
+
+impl RegionsArg {
+    /// The region list, each name checked for shape ("all" alone, or region names).
+    pub fn checked(&self) -> Result<Vec<String>, UsageError> {
+        let usage = |message| UsageError::new("--regions", message);
+        if self.regions.iter().any(|r| r == ALL_REGIONS) {
+            if self.regions.len() > 1 {
+                return Err(usage(format!(
+                    "\"{ALL_REGIONS}\" must be the only value when used"
+                )));
+            }
+            return Ok(self.regions.clone());
+        }
+        if self.regions.is_empty() {
+            return Err(usage("give at least one region, or \"all\"".to_owned()));
+        }
+        let mut regions = Vec::new();
+        for name in &self.regions {
+            region::check_name(name).map_err(usage)?;
+            if !regions.contains(name) {
+                regions.push(name.clone());
+            }
+        }
+        Ok(regions)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub regions: RegionsArg,
+    /// NAT gateway tag to match, KEY=VALUE; values may use * and ? wildcards. Repeat or
+    /// comma-separate for several (all must match)
+    #[arg(long = "tag", env = "ALLOWLIST_TAGS", value_delimiter = ',', value_parser = parse_tag, value_name = "KEY=VALUE")]
+    pub tags: Vec<(String, String)>,
+    /// Raw DescribeNatGateways filter, NAME=V1,V2 (vpc-id, subnet-id, nat-gateway-id, tag-key,
+    /// tag:<key>). Repeat for several; in the environment variable separate them with ';'
+    #[arg(long = "filter", env = "ALLOWLIST_FILTERS", value_delimiter = ';', value_parser = parse_filter, value_name = "NAME=V1,V2")]
+    pub filters: Vec<Filter>,
+    /// S3 bucket to publish to
+    #[arg(
+        long,
+        env = "ALLOWLIST_BUCKET",
+        value_name = "NAME",
+        required_unless_present = "out"
+    )]
+    pub bucket: Option<String>,
+    /// Object key of the JSON document
+    #[arg(
+        long,
+        env = "ALLOWLIST_KEY",
+        value_name = "KEY",
+        default_value = "ip-ranges.json"
+    )]
+    pub key: String,
+    /// Object key of the plain-text list (one CIDR per line), written next to the document
+    #[arg(long, env = "ALLOWLIST_TEXT_KEY", value_name = "KEY")]
+    pub text_key: Option<String>,
+    /// Cache-Control of the objects written
+    #[arg(
+        long,
+        env = "ALLOWLIST_CACHE_CONTROL",
+        value_name = "VALUE",
+        default_value = "public, max-age=300"
+    )]
+    pub cache_control: String,
+    /// CloudFront distribution to invalidate (the written paths) after a change
+    #[arg(
+        long,
+        env = "ALLOWLIST_DISTRIBUTION_ID",
+        value_name = "ID",
+        requires = "bucket"
+    )]
+    pub distribution_id: Option<String>,
+    /// Write the JSON document to this local file ("-" for stdout) instead of S3. With --bucket
+    /// too, the published object is only read: a preview
+    #[arg(long, env = "ALLOWLIST_OUT", value_name = "FILE|-")]
+    pub out: Option<String>,
+    /// Write the plain-text list to this local file ("-" for stdout)
+    #[arg(
+        long,
+        env = "ALLOWLIST_TEXT_OUT",
+        value_name = "FILE|-",
+        requires = "out"
+    )]
+    pub text_out: Option<String>,
+    /// The service field of every prefix
+    #[arg(long, env = "ALLOWLIST_SERVICE", value_name = "NAME", default_value = allowlist_core::document::DEFAULT_SERVICE)]
+    pub service: String,
+    /// Refuse (exit 3) to publish fewer prefixes than this
+    #[arg(
+        long,
+        env = "ALLOWLIST_MIN_COUNT",
+        value_name = "N",
+        default_value_t = 1,
+        allow_negative_numbers = true
+    )]
+    pub min_count: usize,
+    /// Refuse (exit 3) to publish a list that lost more than this percentage of the published
+    /// prefixes
+    #[arg(
+        long,
+        env = "ALLOWLIST_MAX_SHRINK",
+        value_name = "PERCENT",
+        default_value_t = 50,
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u8).range(0..=100)
+    )]
+    pub max_shrink: u8,
+    /// Publish despite --min-count, --max-shrink or an unreadable published document (never
+    /// despite a failed region)
+    #[arg(long, env = "ALLOWLIST_FORCE")]
+    pub force: bool,
+}
+
+impl PublishArgs {
+    /// The checked lookup and guard options.
+    pub fn options(&self) -> Result<PublishOptions, UsageError> {
+        let mut tags = BTreeMap::new();
+        for (key, value) in &self.tags {
+            if tags.insert(key.clone(), value.clone()).is_some() {
+                return Err(UsageError::new(
+                    "--tag",
+                    format!("the tag key {key:?} is given twice; a gateway has one value per key"),
+                ));
+            }
+        }
+        for (flag, value) in [
+            ("--key", Some(&self.key)),
+            ("--text-key", self.text_key.as_ref()),
+            ("--bucket", self.bucket.as_ref()),
+            ("--service", Some(&self.service)),
+            ("--cache-control", Some(&self.cache_control)),
+            ("--out", self.out.as_ref()),
+            ("--text-out", self.text_out.as_ref()),
+        ] {
+            if value.is_some_and(|v| v.trim().is_empty()) {
+                return Err(UsageError::new(flag, "must not be empty".to_owned()));
+            }
+        }
+        if self.text_key.is_some() && self.text_key.as_deref() == Some(self.key.as_str()) {
+            return Err(UsageError::new(
+                "--text-key",
+                "must differ from --key".to_owned(),
+            ));
+        }
+        Ok(PublishOptions {
+            query: EgressQuery {
+                regions: self.regions.checked()?,
+                tags,
+                filters: self.filters.clone(),
+            },
+            service: self.service.clone(),
+            min_count: self.min_count,
+            max_shrink: self.max_shrink,
+            force: self.force,
+            cache_control: self.cache_control.clone(),
+        })
+    }
+}
+
+/// Sweep flags shared by `sweep` and `run`.
+#[derive(Debug, Args)]
+pub struct SweepTiming {
+    /// Only revoke rules expired for longer than this (a margin for clock skew), e.g. 2m
+    #[arg(long, env = "ALLOWLIST_GRACE", value_name = "DURATION", default_value = "0s", allow_hyphen_values = true, value_parser = parse_grace)]
+    pub grace: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    pub regions: RegionsArg,
+    #[command(flatten)]
+    pub timing: SweepTiming,
+    /// List the rules that would be revoked, on stdout, and revoke nothing
+    #[arg(long, env = "ALLOWLIST_DRY_RUN")]
+    pub dry_run: bool,
+}
+
+impl SweepArgs {
+    pub fn options(&self) -> Result<SweepOptions, UsageError> {
+        Ok(SweepOptions {
+            regions: self.regions.checked()?,
+            grace: self.timing.grace,
+            dry_run: self.dry_run,
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub publish: PublishArgs,
+    #[command(flatten)]
+    pub timing: SweepTiming,
+    /// Time between the starts of two cycles, e.g. 30s, 5m, 1h (at least 1s)
+    #[arg(long, env = "ALLOWLIST_EVERY", value_name = "DURATION", default_value = "5m", allow_hyphen_values = true, value_parser = parse_every)]
+    pub every: Duration,
+}
+
+impl RunArgs {
+    /// The sweep half of a cycle: the same regions as the publish half.
+    pub fn sweep_options(&self) -> Result<SweepOptions, UsageError> {
+        Ok(SweepOptions {
+            regions: self.publish.regions.checked()?,
+            grace: self.timing.grace,
+            dry_run: false,
+        })
+    }
+}
+
+/// A flag with a bad value, found after clap's parsing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{flag}: {message}")]
+pub struct UsageError {
+    pub flag: &'static str,
+    pub message: String,
+}
+
+impl UsageError {
+    pub fn new(flag: &'static str, message: String) -> Self {
+        UsageError { flag, message }
+    }
+}
+
+fn parse_tag(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_owned(), value.to_owned()))
+        }
+        _ => Err(format!("expected KEY=VALUE (e.g. Name=*proxy*), got {s:?}")),
+    }
+}
+
+fn parse_filter(s: &str) -> Result<Filter, String> {
+    let (name, values) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=V1,V2 (e.g. vpc-id=vpc-0abc), got {s:?}"))?;
+    let filter = Filter {
+        name: name.trim().to_owned(),
+        values: values.split(',').map(str::to_owned).collect(),
+    };
+    filter.check().map_err(|p| match p {
+        FilterProblem::Name(m) | FilterProblem::Values(m) => m,
+    })?;
+    Ok(filter)
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{e}; write a duration such as 90s, 5m or 1h"))
+}
+
+fn parse_grace(s: &str) -> Result<Duration, String> {
+    parse_duration(s)
+}
+
+fn parse_every(s: &str) -> Result<Duration, String> {
+    let every = parse_duration(s)?;
+    if every < MIN_EVERY {
+        return Err(format!(
+            "must be at least {}",
+            humantime::format_duration(MIN_EVERY)
+        ));
+    }
+    Ok(every)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::error::ErrorKind;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        let mut argv = vec!["allowlist-publisher"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv)
+    }
+
+    fn publish(args: &[&str]) -> PublishArgs {
+        let mut argv = vec!["publish"];
+        argv.extend_from_slice(args);
+        match parse(&argv).unwrap().command {
+            Command::Publish(p) => p,
+            other => panic!("not publish: {other:?}"),
+        }
+    }
+
+    /// The message of a parse error, which must name `flag`, and its exit code.
+    fn refused(args: &[&str], flag: &str) {
+        let err = parse(args).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{err}");
+        assert!(err.to_string().contains(flag), "{flag} not named in: {err}");
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn publish_defaults_and_lists() {
+        let args = publish(&[
+            "--bucket",
+            "b",
+            "--regions",
+            "us-east-1,eu-west-1",
+            "--regions",
+            "us-east-1",
+            "--tag",
+            "Name=*proxy*,env=prod",
+            "--filter",
+            "vpc-id=vpc-1,vpc-2",
+        ]);
+        let options = args.options().unwrap();
+        assert_eq!(options.query.regions, ["us-east-1", "eu-west-1"]);
+        assert_eq!(options.query.tags["Name"], "*proxy*");
+        assert_eq!(options.query.tags["env"], "prod");
+        assert_eq!(options.query.filters[0].values, ["vpc-1", "vpc-2"]);
+        assert_eq!(options.min_count, 1);
+        assert_eq!(options.max_shrink, 50);
+        assert_eq!(options.service, "EGRESS");
+        assert_eq!(options.cache_control, "public, max-age=300");
+        assert_eq!(args.key, "ip-ranges.json");
+        assert_eq!(publish(&["--out", "-"]).regions.regions, ["all"]);
+    }
+
+    #[test]
+    fn bad_values_name_their_flag() {
+        refused(
+            &["publish", "--bucket", "b", "--max-shrink", "150"],
+            "--max-shrink",
+        );
+        refused(
+            &["publish", "--bucket", "b", "--min-count", "-1"],
+            "--min-count",
+        );
+        refused(&["publish", "--bucket", "b", "--tag", "novalue"], "--tag");
+        refused(
+            &["publish", "--bucket", "b", "--filter", "state=available"],
+            "--filter",
+        );
+        refused(&["publish"], "--bucket");
+        refused(
+            &["publish", "--out", "-", "--distribution-id", "E1"],
+            "--bucket",
+        );
+        refused(&["run", "--bucket", "b", "--every", "0s"], "--every");
+        refused(&["run", "--bucket", "b", "--every", "soon"], "--every");
+        refused(&["sweep", "--grace", "-5m"], "--grace");
+        refused(
+            &["publish", "--bucket", "b", "--log-format", "xml"],
+            "--log-format",
+        );
+    }
+
+    #[test]
+    fn checked_values_name_their_flag() {
+        let err = publish(&["--bucket", "b", "--regions", "us-east-1,all"])
+            .options()
+            .unwrap_err();
+        assert_eq!(err.flag, "--regions");
+        let err = publish(&["--bucket", "b", "--regions", "US_EAST"])
+            .options()
+            .unwrap_err();
+        assert_eq!(err.flag, "--regions");
+        let err = publish(&["--bucket", "b", "--tag", "env=a", "--tag", "env=b"])
+            .options()
+            .unwrap_err();
+        assert_eq!(err.flag, "--tag");
+        let err = publish(&["--bucket", "b", "--text-key", "ip-ranges.json"])
+            .options()
+            .unwrap_err();
+        assert_eq!(err.flag, "--text-key");
+        let err = publish(&["--bucket", "", "--key", "k"])
+            .options()
+            .unwrap_err();
+        assert_eq!(err.flag, "--bucket");
+    }
+
+    #[test]
+    fn run_and_sweep_durations() {
+        let Command::Run(run) = parse(&["run", "--bucket", "b", "--every", "2s"])
+            .unwrap()
+            .command
+        else {
+            panic!("not run")
+        };
+        assert_eq!(run.every, Duration::from_secs(2));
+        assert_eq!(run.timing.grace, Duration::ZERO);
+        assert_eq!(run.sweep_options().unwrap().regions, ["all"]);
+        let Command::Sweep(sweep) = parse(&["sweep", "--grace", "2m", "--dry-run"])
+            .unwrap()
+            .command
+        else {
+            panic!("not sweep")
+        };
+        let options = sweep.options().unwrap();
+        assert_eq!(options.grace, Duration::from_secs(120));
+        assert!(options.dry_run);
+    }
+
+    #[test]
+    fn help_and_version_are_not_errors_of_usage() {
+        for args in [
+            &["--help"][..],
+            &["publish", "--help"],
+            &["sweep", "--help"],
+            &["run", "--help"],
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::DisplayHelp, "{args:?}");
+            assert_eq!(err.exit_code(), 0);
+        }
+    }
+}
