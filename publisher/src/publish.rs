@@ -407,3 +407,439 @@ fn random_suffix() -> String {
     }
     hex::encode(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::FileStore;
+    use allowlist_core::egress::NatGatewayAddress;
+    use async_trait::async_trait;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    /// An in-memory bucket with S3's conditional-write rules, a write counter, and a way to make
+    /// another writer step in before our next writes.
+    #[derive(Debug, Default)]
+    struct MemoryStore {
+        objects: Mutex<HashMap<String, Stored>>,
+        versions: Mutex<u64>,
+        puts: Mutex<u32>,
+        /// Each put first lets "another publisher" write the next of these bytes to the key.
+        interlopers: Mutex<Vec<Vec<u8>>>,
+    }
+
+    impl MemoryStore {
+        fn bytes(&self, key: &str) -> Option<Vec<u8>> {
+            self.objects
+                .lock()
+                .unwrap()
+                .get(key)
+                .map(|s| s.bytes.clone())
+        }
+        fn puts(&self) -> u32 {
+            *self.puts.lock().unwrap()
+        }
+        fn write(&self, key: &str, bytes: Vec<u8>) {
+            let mut version = self.versions.lock().unwrap();
+            *version += 1;
+            let stored = Stored {
+                bytes,
+                etag: format!("\"v{version}\""),
+            };
+            self.objects.lock().unwrap().insert(key.to_owned(), stored);
+        }
+    }
+
+    #[async_trait]
+    impl Store for MemoryStore {
+        async fn get(&self, key: &str) -> Result<Option<Stored>, StoreError> {
+            Ok(self.objects.lock().unwrap().get(key).cloned())
+        }
+        async fn put(
+            &self,
+            key: &str,
+            bytes: Vec<u8>,
+            _meta: &ObjectMeta,
+            condition: Condition,
+        ) -> Result<(), StoreError> {
+            let interloper = self.interlopers.lock().unwrap().pop();
+            if let Some(theirs) = interloper {
+                self.write(key, theirs);
+            }
+            *self.puts.lock().unwrap() += 1;
+            let current = self
+                .objects
+                .lock()
+                .unwrap()
+                .get(key)
+                .map(|s| s.etag.clone());
+            let holds = match (&condition, &current) {
+                (Condition::Always, _) | (Condition::Absent, None) => true,
+                (Condition::Matches(want), Some(have)) => want == have,
+                _ => false,
+            };
+            if !holds {
+                return Err(StoreError::Conflict {
+                    location: self.location(key),
+                    code: "PreconditionFailed".into(),
+                });
+            }
+            self.write(key, bytes);
+            Ok(())
+        }
+        fn location(&self, key: &str) -> String {
+            format!("mem://{key}")
+        }
+    }
+
+    #[derive(Debug, Default)]
+    struct RecordingCdn {
+        calls: Mutex<Vec<Vec<String>>>,
+        fail: bool,
+    }
+
+    #[async_trait]
+    impl Cdn for RecordingCdn {
+        async fn invalidate(&self, paths: &[String], _reference: &str) -> Result<String, AwsError> {
+            self.calls.lock().unwrap().push(paths.to_vec());
+            if self.fail {
+                return Err(AwsError {
+                    region: "global".into(),
+                    operation: "CreateInvalidation",
+                    kind: allowlist_core::AwsErrorKind::Service,
+                    code: Some("AccessDenied".into()),
+                    message: "no".into(),
+                    status: Some(403),
+                });
+            }
+            Ok("I1".into())
+        }
+    }
+
+    fn ips(last_octets: &[u8]) -> EgressIps {
+        EgressIps::new(
+            vec!["us-east-1".into()],
+            last_octets.iter().map(|o| NatGatewayAddress {
+                public_ip: [198, 18, 0, *o].into(),
+                region: "us-east-1".into(),
+                id: format!("nat-{o}"),
+                vpc_id: "vpc-1".into(),
+                subnet_id: "subnet-1".into(),
+                allocation_id: format!("eipalloc-{o}"),
+            }),
+        )
+    }
+
+    fn options() -> PublishOptions {
+        PublishOptions {
+            query: EgressQuery::default(),
+            service: "EGRESS".into(),
+            min_count: 1,
+            max_shrink: 50,
+            force: false,
+            cache_control: "public, max-age=300".into(),
+        }
+    }
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn s3<'a>(store: &'a MemoryStore, cdn: Option<&'a dyn Cdn>) -> Target<'a> {
+        Target {
+            json: Place {
+                store,
+                key: "ip-ranges.json",
+            },
+            text: Some(Place {
+                store,
+                key: "ip-ranges.txt",
+            }),
+            baseline: Baseline::Output,
+            cdn,
+        }
+    }
+
+    fn published(store: &MemoryStore) -> IpRanges {
+        IpRanges::parse(&store.bytes("ip-ranges.json").unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn writes_only_when_the_prefix_set_changes() {
+        let store = MemoryStore::default();
+        let cdn = RecordingCdn::default();
+        let target = s3(&store, Some(&cdn));
+
+        let first = publish_ips(&target, &ips(&[1, 2]), at(1000), &options())
+            .await
+            .unwrap();
+        assert!(first.changed);
+        assert_eq!(first.sync_token, 1000);
+        assert_eq!(store.puts(), 2);
+        assert_eq!(
+            store.bytes("ip-ranges.txt").unwrap(),
+            b"198.18.0.1/32\n198.18.0.2/32\n"
+        );
+        assert_eq!(
+            cdn.calls.lock().unwrap().as_slice(),
+            [vec![
+                "/ip-ranges.json".to_owned(),
+                "/ip-ranges.txt".to_owned()
+            ]]
+        );
+
+        // Same set, later: no write, no invalidation, syncToken and createDate stay put.
+        let same = publish_ips(&target, &ips(&[2, 1]), at(2000), &options())
+            .await
+            .unwrap();
+        assert!(!same.changed);
+        assert_eq!(same.sync_token, 1000);
+        assert!(same.written.is_empty());
+        assert_eq!(store.puts(), 2);
+        assert_eq!(cdn.calls.lock().unwrap().len(), 1);
+
+        // A new address: new syncToken, both objects rewritten and invalidated.
+        let grown = publish_ips(&target, &ips(&[1, 2, 3]), at(3000), &options())
+            .await
+            .unwrap();
+        assert!(grown.changed);
+        assert_eq!(grown.sync_token, 3000);
+        assert_eq!(published(&store).prefix_count(), 3);
+        assert_eq!(store.puts(), 4);
+        assert_eq!(cdn.calls.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn sync_token_always_moves_forward() {
+        let store = MemoryStore::default();
+        let target = s3(&store, None);
+        publish_ips(&target, &ips(&[1]), at(5000), &options())
+            .await
+            .unwrap();
+        // A second change in the same second, or with a clock that went back.
+        let next = publish_ips(&target, &ips(&[1, 2]), at(5000), &options())
+            .await
+            .unwrap();
+        assert_eq!(next.sync_token, 5001);
+        let back = publish_ips(&target, &ips(&[1, 2, 3]), at(10), &options())
+            .await
+            .unwrap();
+        assert_eq!(back.sync_token, 5002);
+    }
+
+    #[tokio::test]
+    async fn guards_refuse_and_write_nothing_unless_forced() {
+        let store = MemoryStore::default();
+        let target = s3(&store, None);
+        publish_ips(&target, &ips(&[1, 2, 3, 4, 5]), at(1000), &options())
+            .await
+            .unwrap();
+        let before = store.bytes("ip-ranges.json");
+        let puts = store.puts();
+
+        // 5 → 2 is a 60% shrink.
+        let err = publish_ips(&target, &ips(&[1, 2]), at(2000), &options())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PublishError::Refused(Refusal::Shrink {
+                    from: 5,
+                    to: 2,
+                    max: 50,
+                    ..
+                })
+            ),
+            "{err}"
+        );
+        assert_eq!(err.exit_code(), 3);
+        assert!(err.to_string().contains("60% fewer"), "{err}");
+        // 5 → 3 (40%) is allowed by default; 60% is allowed by --max-shrink 60.
+        let lenient = PublishOptions {
+            max_shrink: 60,
+            ..options()
+        };
+        let err = publish_ips(&target, &ips(&[1]), at(2000), &lenient)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PublishError::Refused(Refusal::Shrink { .. })));
+
+        let few = PublishOptions {
+            min_count: 6,
+            ..options()
+        };
+        let err = publish_ips(&target, &ips(&[1, 2, 3, 4, 5]), at(2000), &few)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PublishError::Refused(Refusal::TooFew { found: 5, min: 6 })
+            ),
+            "{err}"
+        );
+        assert_eq!(store.bytes("ip-ranges.json"), before);
+        assert_eq!(store.puts(), puts);
+
+        let forced = PublishOptions {
+            force: true,
+            ..options()
+        };
+        let report = publish_ips(&target, &ips(&[1, 2]), at(2000), &forced)
+            .await
+            .unwrap();
+        assert_eq!(report.prefixes, 2);
+        assert_eq!(report.previous_prefixes, Some(5));
+        assert_eq!(published(&store).prefix_count(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_published_object_is_kept_unless_forced() {
+        let store = MemoryStore::default();
+        store.write("ip-ranges.json", b"<html>oops</html>".to_vec());
+        let target = s3(&store, None);
+        let err = publish_ips(&target, &ips(&[1]), at(1000), &options())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, PublishError::Refused(Refusal::Unreadable { .. })),
+            "{err}"
+        );
+        assert!(err.to_string().contains("mem://ip-ranges.json"), "{err}");
+        assert_eq!(store.bytes("ip-ranges.json").unwrap(), b"<html>oops</html>");
+        let forced = PublishOptions {
+            force: true,
+            ..options()
+        };
+        publish_ips(&target, &ips(&[1]), at(1000), &forced)
+            .await
+            .unwrap();
+        assert_eq!(published(&store).prefix_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_concurrent_writer_is_not_overwritten_blindly() {
+        let store = MemoryStore::default();
+        let target = s3(&store, None);
+        publish_ips(&target, &ips(&[1, 2]), at(1000), &options())
+            .await
+            .unwrap();
+
+        // Another publisher writes a newer document between our read and our write.
+        let theirs = IpRanges {
+            sync_token: 1500,
+            entries: IpRanges::entries_of(&ips(&[1, 2, 9]), "EGRESS"),
+        };
+        store.interlopers.lock().unwrap().push(theirs.to_json());
+        let report = publish_ips(&target, &ips(&[1, 2, 3]), at(2000), &options())
+            .await
+            .unwrap();
+        assert_eq!(report.attempts, 2);
+        // Our write was re-based on theirs: our set, a syncToken after theirs.
+        let doc = published(&store);
+        assert_eq!(
+            doc.entries,
+            IpRanges::entries_of(&ips(&[1, 2, 3]), "EGRESS")
+        );
+        assert_eq!(doc.sync_token, 2000);
+        assert_eq!(report.previous_prefixes, Some(3));
+
+        // When the other writer wrote exactly our set, there is nothing left to write.
+        let same = IpRanges {
+            sync_token: 2500,
+            entries: IpRanges::entries_of(&ips(&[1, 2, 3, 4]), "EGRESS"),
+        };
+        store.interlopers.lock().unwrap().push(same.to_json());
+        let report = publish_ips(&target, &ips(&[1, 2, 3, 4]), at(3000), &options())
+            .await
+            .unwrap();
+        assert!(!report.changed);
+        assert_eq!(published(&store).sync_token, 2500);
+    }
+
+    #[tokio::test]
+    async fn a_busy_object_gives_up_after_bounded_attempts() {
+        let store = MemoryStore::default();
+        let target = s3(&store, None);
+        let other = |n: u8| IpRanges {
+            sync_token: 100 + u64::from(n),
+            entries: IpRanges::entries_of(&ips(&[n]), "EGRESS"),
+        };
+        *store.interlopers.lock().unwrap() = (1..=MAX_ATTEMPTS as u8)
+            .map(|n| other(n).to_json())
+            .collect();
+        let err = publish_ips(&target, &ips(&[50, 51]), at(1000), &options())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PublishError::Busy { .. }), "{err}");
+        assert_eq!(err.exit_code(), 1);
+        assert_eq!(store.puts(), MAX_ATTEMPTS);
+    }
+
+    #[tokio::test]
+    async fn a_failed_invalidation_is_an_error_after_the_write() {
+        let store = MemoryStore::default();
+        let cdn = RecordingCdn {
+            fail: true,
+            ..RecordingCdn::default()
+        };
+        let err = publish_ips(&s3(&store, Some(&cdn)), &ips(&[1]), at(1000), &options())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PublishError::Invalidation { .. }), "{err}");
+        assert!(err.to_string().contains("AccessDenied"), "{err}");
+        assert_eq!(published(&store).prefix_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_preview_reads_the_bucket_and_writes_only_the_file() {
+        let bucket = MemoryStore::default();
+        publish_ips(&s3(&bucket, None), &ips(&[1, 2]), at(1000), &options())
+            .await
+            .unwrap();
+        let puts = bucket.puts();
+        let dir = std::env::temp_dir().join(format!("allowlist-preview-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("preview.json");
+        let out = out.to_str().unwrap();
+        let target = Target {
+            json: Place {
+                store: &FileStore,
+                key: out,
+            },
+            text: None,
+            baseline: Baseline::Elsewhere(Place {
+                store: &bucket,
+                key: "ip-ranges.json",
+            }),
+            cdn: None,
+        };
+        // Unchanged against the bucket: the file still gets the published document.
+        let report = publish_ips(&target, &ips(&[1, 2]), at(2000), &options())
+            .await
+            .unwrap();
+        assert!(!report.changed);
+        let file = IpRanges::parse(&std::fs::read(out).unwrap()).unwrap();
+        assert_eq!(file.sync_token, 1000);
+        // The guards still use the bucket's document.
+        let err = publish_ips(
+            &target,
+            &ips(&[]),
+            at(2000),
+            &PublishOptions {
+                min_count: 0,
+                ..options()
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(err, PublishError::Refused(Refusal::Shrink { .. })),
+            "{err}"
+        );
+        assert_eq!(bucket.puts(), puts);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
