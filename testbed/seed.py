@@ -24,6 +24,7 @@ import selectors
 import signal
 import subprocess
 import urllib.request
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,14 @@ EMULATOR = Path(__file__).resolve().parent / "emulator.py"
 SEED_TAG = {"Key": "testbed", "Value": "seed"}
 VPC_CIDR = "10.0.0.0/16"
 SUBNET_CIDR = "10.0.1.0/24"
+# The tag contract of `allowlist_temporary_ingress` (core/src/ingress.rs, `tags`).
+MANAGED_BY = "allowlist:managed-by"
+MANAGED_BY_VALUE = "allowlist"
+GRANT_ID = "allowlist:grant-id"
+EXPIRES_AT = "allowlist:expires-at"
+CREATED_AT = "allowlist:created-at"
+GRANTED_BY = "allowlist:granted-by"
+SEED_CALLER = "arn:aws:iam::123456789012:user/seed"
 
 
 def client(endpoint: str, service: str, region: str) -> Any:
@@ -231,3 +240,80 @@ class Seed:
             VpcId=vpc_id,
             TagSpecifications=spec,
         )["GroupId"]
+
+    def bucket(self, name: str, region: str = "us-east-1") -> str:
+        """An empty S3 bucket named `name` in `region`. Returns the name."""
+        s3 = client(self.endpoint, "s3", region)
+        location = {} if region == "us-east-1" else {
+            "CreateBucketConfiguration": {"LocationConstraint": region}
+        }
+        s3.create_bucket(Bucket=name, **location)
+        return name
+
+    def distribution(self, origin_bucket: str = "ip-ranges") -> str:
+        """A CloudFront distribution with `origin_bucket` as its S3 origin. Returns its id."""
+        cloudfront = client(self.endpoint, "cloudfront", "us-east-1")
+        origin = {
+            "Id": "s3",
+            "DomainName": f"{origin_bucket}.s3.amazonaws.com",
+            "S3OriginConfig": {"OriginAccessIdentity": ""},
+        }
+        return cloudfront.create_distribution(
+            DistributionConfig={
+                "CallerReference": f"seed-{origin_bucket}-{os.urandom(4).hex()}",
+                "Comment": "test bed distribution",
+                "Enabled": True,
+                "Origins": {"Quantity": 1, "Items": [origin]},
+                "DefaultCacheBehavior": {"TargetOriginId": "s3", "ViewerProtocolPolicy": "allow-all"},
+            }
+        )["Distribution"]["Id"]
+
+    def ingress_rule(
+        self,
+        region: str,
+        group_id: str,
+        cidr: str,
+        port: int,
+        tags: dict[str, str] | None = None,
+        protocol: str = "tcp",
+    ) -> str:
+        """One inbound rule (`protocol`, `port`, `cidr`) in `group_id`, tagged
+        `tags` when it is created. Returns its ``sgr-`` id."""
+        ranges = {"Ipv6Ranges": [{"CidrIpv6": cidr}]} if ":" in cidr else {"IpRanges": [{"CidrIp": cidr}]}
+        spec = [{"ResourceType": "security-group-rule", "Tags": tag_list(tags)}] if tags else []
+        rules = self.ec2(region).authorize_security_group_ingress(
+            GroupId=group_id,
+            IpPermissions=[{"IpProtocol": protocol, "FromPort": port, "ToPort": port, **ranges}],
+            TagSpecifications=spec,
+        )["SecurityGroupRules"]
+        if len(rules) != 1:
+            raise RuntimeError(f"expected one new rule, got {rules!r}")
+        return rules[0]["SecurityGroupRuleId"]
+
+    def managed_rule(
+        self,
+        region: str,
+        group_id: str,
+        cidr: str,
+        port: int,
+        expires_at: datetime | str,
+        grant_id: str = "grant-00000000000000a1",
+        extra_tags: dict[str, str] | None = None,
+    ) -> str:
+        """A rule of a temporary-ingress grant, tagged as the provider tags it
+        (managed-by, grant-id, expires-at, created-at, granted-by). `expires_at`
+        is a UTC datetime or an already formatted tag value. Returns its id."""
+        tags = {
+            MANAGED_BY: MANAGED_BY_VALUE,
+            GRANT_ID: grant_id,
+            EXPIRES_AT: expires_at if isinstance(expires_at, str) else self.rfc3339(expires_at),
+            CREATED_AT: "2020-01-01T00:00:00Z",
+            GRANTED_BY: SEED_CALLER,
+            **(extra_tags or {}),
+        }
+        return self.ingress_rule(region, group_id, cidr, port, tags)
+
+    @staticmethod
+    def rfc3339(instant: datetime) -> str:
+        """`instant` as the tag contract writes it: RFC 3339 UTC, whole seconds."""
+        return instant.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

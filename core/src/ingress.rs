@@ -536,17 +536,6 @@ pub async fn managed_rules(aws: &Aws, region: &str) -> Result<Vec<Rule>, AwsErro
     Ok(rules)
 }
 
-/// Our rules in `region` whose expiry is at or before `now` (what the sweep revokes).
-pub async fn expired_rules(
-    aws: &Aws,
-    region: &str,
-    now: SystemTime,
-) -> Result<Vec<Rule>, AwsError> {
-    let mut rules = managed_rules(aws, region).await?;
-    rules.retain(|r| r.expires_at().is_some_and(|t| t <= now));
-    Ok(rules)
-}
-
 fn aws_tags(pairs: &[(String, String)]) -> Vec<Tag> {
     pairs
         .iter()

@@ -6,7 +6,7 @@
 
 use crate::aws::Aws;
 use crate::error::AwsError;
-use crate::ingress::{expired_rules, revoke_in_group, Rule};
+use crate::ingress::{managed_rules, revoke_in_group, Rule};
 use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -22,6 +22,9 @@ pub struct RegionSweep {
     pub expired: Vec<Rule>,
     /// The expired rules now gone (revoked by us, or already gone). Empty on a dry run.
     pub revoked: Vec<Rule>,
+    /// Our rules whose `allowlist:expires-at` is missing or does not parse: never revoked (we
+    /// cannot tell they expired), reported so someone looks at them.
+    pub malformed: Vec<Rule>,
     /// Groups whose revoke call failed; their rules stay in `expired` only.
     pub failures: Vec<GroupFailure>,
 }
@@ -51,10 +54,17 @@ pub async fn sweep_region(
     cutoff: SystemTime,
     dry_run: bool,
 ) -> Result<RegionSweep, AwsError> {
-    let expired = expired_rules(aws, region, cutoff).await?;
+    let (dated, malformed): (Vec<Rule>, Vec<Rule>) = managed_rules(aws, region)
+        .await?
+        .into_iter()
+        .partition(|r| r.expires_at().is_some());
     let mut sweep = RegionSweep {
         region: region.to_owned(),
-        expired,
+        expired: dated
+            .into_iter()
+            .filter(|r| r.expires_at().is_some_and(|t| t <= cutoff))
+            .collect(),
+        malformed,
         ..RegionSweep::default()
     };
     if dry_run || sweep.expired.is_empty() {

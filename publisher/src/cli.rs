@@ -127,6 +127,12 @@ impl RegionsArg {
 }
 
 #[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("destination")
+        .args(["bucket", "out"])
+        .required(true)
+        .multiple(true)
+))]
 pub struct PublishArgs {
     #[command(flatten)]
     pub regions: RegionsArg,
@@ -444,6 +450,8 @@ mod tests {
             "--filter",
         );
         refused(&["publish"], "--bucket");
+        refused(&["publish"], "--out");
+        refused(&["run"], "--out");
         refused(
             &["publish", "--out", "-", "--distribution-id", "E1"],
             "--bucket",

@@ -138,6 +138,9 @@ pub async fn sweep_once(
     for result in results {
         match result {
             Ok(region) => {
+                for rule in &region.malformed {
+                    tracing::warn!(region = %region.region, group = %rule.group_id, rule = %rule.id, expires_at = rule.tags.get(allowlist_core::ingress::tags::EXPIRES_AT).map(String::as_str).unwrap_or("(missing)"), "a rule tagged allowlist:managed-by has no valid allowlist:expires-at; leaving it alone");
+                }
                 for failure in &region.failures {
                     tracing::error!(region = %region.region, group = %failure.group_id, error = %failure.error, "revoking expired rules failed");
                 }

@@ -13,6 +13,11 @@ Owns how a test meets the outside world:
   from ``$ALLOWLIST_PROVIDER_DIR`` (default ``<repo>/target/debug``), AWS
   pointed at the emulator, nothing inherited from ``AWS_*`` / ``TF_*`` except
   ``TF_LOG*``. Every run is bounded by `RUN_TIMEOUT`.
+* `publisher`: a `PublisherRunner` for ``allowlist-publisher`` from
+  ``$ALLOWLIST_PUBLISHER_DIR`` (default ``<repo>/target/debug``), with a
+  hermetic environment (PATH, a HOME of its own, AWS pointed at the emulator);
+  ``.run(...)`` is bounded by `PUBLISHER_TIMEOUT`, ``.start(...)`` runs it in
+  the background and every process it started is killed when the test ends.
 
 Run ``scripts/testbed-setup`` first; it makes the venv these paths point at.
 """
@@ -37,9 +42,11 @@ from testbed.seed import Emulator, without_aws_env
 REPO = Path(__file__).resolve().parents[2]
 VENV = Path(os.environ.get("ALLOWLIST_VENV", REPO / ".venv"))
 PROVIDER_DIR = Path(os.environ.get("ALLOWLIST_PROVIDER_DIR", REPO / "target" / "debug"))
+PUBLISHER_DIR = Path(os.environ.get("ALLOWLIST_PUBLISHER_DIR", REPO / "target" / "debug"))
 TERRAFORM_VERSIONS = ["1.0.3", "1.15.5"]
 RUN_TIMEOUT = 300  # seconds for one terraform command
 READY_TIMEOUT = 30  # seconds for the emulator to start serving
+PUBLISHER_TIMEOUT = 90  # seconds for one allowlist-publisher command
 
 
 def venv_python() -> str:
@@ -262,3 +269,154 @@ def my_ip(my_ip_server: MyIpServer) -> MyIpServer:
     my_ip_server.ip = "198.51.100.77"
     my_ip_server.hits = 0
     return my_ip_server
+
+
+class PublisherProcess:
+    """An ``allowlist-publisher`` started in the background. stdout and stderr
+    go to files, so they can be read while it runs without filling a pipe."""
+
+    def __init__(self, args: tuple[str, ...], popen: subprocess.Popen, stdout: Path, stderr: Path):
+        self.args = args
+        self.popen = popen
+        self.stdout_path = stdout
+        self.stderr_path = stderr
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(errors="replace")
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def poll(self) -> int | None:
+        return self.popen.poll()
+
+    def signal(self, signum: int) -> None:
+        """Send `signum` to the publisher itself (not its group)."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signum)
+
+    def wait(self, timeout: float) -> RunResult:
+        """Wait at most `timeout` seconds for it to exit; on a timeout it is killed
+        and an AssertionError carries its output."""
+        try:
+            self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(
+                f"allowlist-publisher {' '.join(self.args)} still running after {timeout}s\n"
+                f"--- stderr ---\n{self.stderr()}"
+            ) from None
+        return RunResult(self.args, self.popen.returncode, self.stdout(), self.stderr())
+
+    def kill(self) -> None:
+        kill_group(self.popen)
+        try:
+            self.popen.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+class PublisherRunner:
+    """Runs ``allowlist-publisher`` against the emulator with a hermetic environment."""
+
+    def __init__(self, binary: Path, workdir: Path, env: dict[str, str]):
+        self.binary = binary
+        self.workdir = workdir
+        self.env = env
+        self.started: list[PublisherProcess] = []
+
+    def environment(self, extra: dict[str, str | None] | None = None) -> dict[str, str]:
+        """The base environment plus `extra`; a None value removes that variable."""
+        env = dict(self.env)
+        for name, value in (extra or {}).items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
+        return env
+
+    def run(
+        self,
+        *args: str,
+        env: dict[str, str | None] | None = None,
+        timeout: float = PUBLISHER_TIMEOUT,
+    ) -> RunResult:
+        """``allowlist-publisher ARGS`` to completion; killed (and the test failed) after `timeout`."""
+        process = subprocess.Popen(
+            [str(self.binary), *args],
+            cwd=self.workdir,
+            env=self.environment(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(process)
+            stdout, stderr = process.communicate()
+            raise AssertionError(
+                f"allowlist-publisher {' '.join(args)} timed out after {timeout}s\n"
+                f"--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
+            ) from None
+        finally:
+            kill_group(process)
+        return RunResult(args, process.returncode, stdout, stderr)
+
+    def start(self, *args: str, env: dict[str, str | None] | None = None) -> PublisherProcess:
+        """Start ``allowlist-publisher ARGS`` in the background; the fixture kills it at the end."""
+        n = len(self.started)
+        stdout = self.workdir / f"background-{n}.stdout"
+        stderr = self.workdir / f"background-{n}.stderr"
+        with open(stdout, "wb") as out, open(stderr, "wb") as err:
+            popen = subprocess.Popen(
+                [str(self.binary), *args],
+                cwd=self.workdir,
+                env=self.environment(env),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
+        process = PublisherProcess(args, popen, stdout, stderr)
+        self.started.append(process)
+        return process
+
+    def kill_all(self) -> None:
+        for process in self.started:
+            process.kill()
+
+
+def publisher_env(home: Path, endpoint: str) -> dict[str, str]:
+    """The process environment of every publisher run: nothing inherited but PATH."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
+@pytest.fixture
+def publisher(tmp_path: Path, emulator: Emulator) -> Iterator[PublisherRunner]:
+    binary = PUBLISHER_DIR / "allowlist-publisher"
+    if not binary.exists():
+        pytest.fail(f"{binary} is missing: build the publisher first (cargo build)")
+    home = tmp_path / "home"
+    home.mkdir()
+    workdir = tmp_path / "publisher"
+    workdir.mkdir()
+    runner = PublisherRunner(binary, workdir, publisher_env(home, emulator.url))
+    try:
+        yield runner
+    finally:
+        runner.kill_all()
