@@ -67,6 +67,12 @@ pub async fn sweep_region(
         malformed,
         ..RegionSweep::default()
     };
+    tracing::debug!(
+        region,
+        expired = sweep.expired.len(),
+        malformed = sweep.malformed.len(),
+        "listed our rules"
+    );
     if dry_run || sweep.expired.is_empty() {
         return Ok(sweep);
     }

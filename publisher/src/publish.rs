@@ -201,6 +201,16 @@ pub async fn publish_ips(
         }
         .map_err(PublishError::Store)?;
         let previous = baseline_document(target, read.as_ref(), options)?;
+        match (&read, &previous) {
+            (Some(stored), Some(doc)) => tracing::debug!(
+                etag = %stored.etag,
+                prefixes = doc.prefix_count(),
+                sync_token = doc.sync_token,
+                attempt,
+                "read the published document"
+            ),
+            _ => tracing::debug!(attempt, "no published document to compare with"),
+        }
 
         let fresh = IpRanges {
             sync_token: unix_seconds(now),

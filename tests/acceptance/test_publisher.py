@@ -1006,3 +1006,23 @@ def test_cli_global_options_before_or_after_the_command(publisher, emulator):
         })
         assert result.rc == 0, result.stderr
         assert all(isinstance(json.loads(line), dict) for line in result.stderr.splitlines() if line.strip())
+
+
+def test_cli_trace_logs_carry_no_credentials(publisher, emulator):
+    # Distinctive credentials, a publish and a sweep at the most verbose level.
+    secret = "SeCrEt/publisher+Key0123456789abcdefXYZ"
+    token = "SessionToken-publisher-5f2a9c"
+    seed = emulator.seed
+    seed.bucket(BUCKET)
+    seed.nat_gateway(HOME, {"Name": "egress"}, ips=["198.18.0.1"])
+    env = {"AWS_SECRET_ACCESS_KEY": secret, "AWS_SESSION_TOKEN": token}
+    runs = [
+        publisher.run(*publish_args(regions=[HOME]), "--log-level", "trace", env=env),
+        publisher.run("sweep", "--regions", HOME, "--log-level", "trace", "--log-format", "json", env=env),
+    ]
+    for result in runs:
+        assert result.rc == 0, result.stderr
+        # The run really was verbose (debug lines present), and no secret part of it leaked.
+        assert "DEBUG" in result.stderr or '"level":"DEBUG"' in result.stderr, result.stderr
+        for needle in (secret, token, "Signature=", "x-amz-security-token"):
+            assert needle not in result.stderr, needle
