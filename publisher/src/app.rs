@@ -44,6 +44,7 @@ async fn publish(
 ) -> Result<u8, UsageError> {
     let options = args.options()?;
     let aws = Aws::load(settings).await;
+    check_bucket_region(&aws, args)?;
     let outputs = Outputs::new(&aws, args);
     let target = outputs.target(args);
     Ok(match publish_once(&aws, &target, clock, &options).await {
@@ -104,6 +105,7 @@ async fn schedule(
             return Err(UsageError::new("--regions", message));
         }
     }
+    check_bucket_region(&aws, &args.publish)?;
     let outputs = Outputs::new(&aws, &args.publish);
     let target = outputs.target(&args.publish);
     let (stop_tx, mut stop_rx) = mpsc::unbounded_channel();
@@ -122,6 +124,19 @@ async fn schedule(
     } else {
         EXIT_OK
     })
+}
+
+/// S3 needs the bucket's region; without one every call would fail with an SDK message.
+fn check_bucket_region(aws: &Aws, args: &PublishArgs) -> Result<(), UsageError> {
+    if args.bucket.is_some() && aws.home_region().is_none() {
+        return Err(UsageError::new(
+            "--region",
+            "no region is set for the bucket: pass --region (or set ALLOWLIST_REGION or \
+             AWS_REGION, or a region in the AWS profile)"
+                .to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 /// Sends one message per SIGTERM or SIGINT received.

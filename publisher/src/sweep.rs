@@ -141,9 +141,6 @@ pub async fn sweep_once(
                 for rule in &region.malformed {
                     tracing::warn!(region = %region.region, group = %rule.group_id, rule = %rule.id, expires_at = rule.tags.get(allowlist_core::ingress::tags::EXPIRES_AT).map(String::as_str).unwrap_or("(missing)"), "a rule tagged allowlist:managed-by has no valid allowlist:expires-at; leaving it alone");
                 }
-                for failure in &region.failures {
-                    tracing::error!(region = %region.region, group = %failure.group_id, error = %failure.error, "revoking expired rules failed");
-                }
                 if !options.dry_run && !region.revoked.is_empty() {
                     tracing::info!(region = %region.region, rules = region.revoked.len(), groups = region.groups(), "revoked expired rules");
                 }
@@ -152,10 +149,8 @@ pub async fn sweep_once(
                 }
                 report.regions.push(region);
             }
-            Err(err) => {
-                tracing::error!(error = %err, "listing expired rules failed");
-                report.failed_regions.push(err);
-            }
+            // Logged with the summary (report::swept), once.
+            Err(err) => report.failed_regions.push(err),
         }
     }
     report.regions.sort_by(|a, b| a.region.cmp(&b.region));

@@ -1026,3 +1026,16 @@ def test_cli_trace_logs_carry_no_credentials(publisher, emulator):
         assert "DEBUG" in result.stderr or '"level":"DEBUG"' in result.stderr, result.stderr
         for needle in (secret, token, "Signature=", "x-amz-security-token"):
             assert needle not in result.stderr, needle
+
+
+def test_cli_bucket_without_a_region(publisher, emulator):
+    # No AWS_REGION, no --region, no profile: the bucket's region is unknown.
+    result = publisher.run(*publish_args(regions=[HOME]), env={"AWS_REGION": None})
+    assert result.rc == 2, result.stderr
+    assert "--region" in result.stderr, result.stderr
+    assert emulator.requests()["total"] == 0
+    # --region fixes it.
+    emulator.seed.bucket(BUCKET)
+    emulator.seed.nat_gateway(HOME, {"Name": "egress"}, ips=["198.18.0.1"])
+    fixed = publisher.run(*publish_args(regions=[HOME]), "--region", HOME, env={"AWS_REGION": None})
+    assert fixed.rc == 0, fixed.stderr
