@@ -2,11 +2,13 @@
 
 `examples/` is what users copy: every file must be `terraform fmt` clean, and
 the quickstart (the README's main-job command) must run end to end: build,
-emulator, apply, print the egress list and the granted rule.
+emulator, apply, publish (twice), sweep, print the published document and the
+bastion's rules.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 
@@ -43,4 +45,17 @@ def test_quickstart_runs_end_to_end():
     assert "203.0.113." not in out, "untagged / deleted gateways are not listed"
     assert "Temporary ingress: 198.51.100.7/32 on port 22 until" in out
     assert "allowlist:managed-by = allowlist" in out
+    # The publisher: the document and the text list on S3, written once, then unchanged.
+    json_part = out.split("s3://allowlist-quickstart/ip-ranges.json (application/json; public, max-age=300):\n", 1)[1]
+    document = json.loads(json_part.split("\n\ns3://", 1)[0])
+    assert [p["ip_prefix"] for p in document["prefixes"]] == [
+        "198.51.100.10/32", "198.51.100.11/32", "198.51.100.20/32", "198.51.100.30/32"]
+    assert "198.51.100.10/32\n198.51.100.11/32\n198.51.100.20/32\n198.51.100.30/32\n" in out
+    publishes = [line for line in result.stderr.splitlines() if "publish summary" in line]
+    assert len(publishes) == 2 and "changed=true" in publishes[0] and "changed=false" in publishes[1]
+    assert f"sync_token={document['syncToken']}" in publishes[1]
+    # The sweep removed the expired grant's rule and kept the one Terraform just made.
+    assert "sweep summary regions=1 expired=1 revoked=1" in result.stderr
+    rules = out.split("after the sweep:", 1)[1]
+    assert "192.0.2.44" not in rules and "from 198.51.100.7/32" in rules
     assert "quickstart: ok" in result.stderr
