@@ -2,7 +2,7 @@ provider "allowlist" {
   # Where egress lookups look by default; ["all"] means every enabled region.
   egress_regions = ["us-west-2", "eu-central-1", "ap-southeast-2"]
 
-  # Optional: the AWS region for per-account calls and, later, ingress grants.
+  # Optional: the home region (DescribeRegions, STS) and the default region of ingress grants.
   region = "us-west-2"
 
   # Optional guardrail for temporary ingress grants.
