@@ -8,11 +8,16 @@ bastion's rules.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
+import zipfile
 
-from conftest import REPO, VENV
+import pytest
+
+from conftest import REPO, TERRAFORM_VERSIONS, VENV
 
 
 def test_examples_are_terraform_fmt_clean():
@@ -59,3 +64,52 @@ def test_quickstart_runs_end_to_end():
     rules = out.split("after the sweep:", 1)[1]
     assert "192.0.2.44" not in rules and "from 198.51.100.7/32" in rules
     assert "quickstart: ok" in result.stderr
+
+
+@pytest.mark.parametrize("version", TERRAFORM_VERSIONS)
+def test_release_install_lets_terraform_init_work_offline(tmp_path, version):
+    # Package the (debug) build as a release and install it where Terraform looks by itself.
+    plugins = tmp_path / "home" / ".terraform.d" / "plugins"
+    dist = tmp_path / "dist"
+    release = subprocess.run(
+        [str(REPO / "scripts" / "release"), "--debug", "--plugins-dir", str(plugins), "--dist", str(dist)],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert release.returncode == 0, release.stdout + release.stderr
+    version_string = next(p.name for p in (plugins / "registry.terraform.io/allowlist/allowlist").iterdir())
+    artefacts = sorted(p.name for p in dist.iterdir())
+    assert artefacts == sorted([
+        f"allowlist-publisher_{version_string}_linux_amd64.zip",
+        f"terraform-provider-allowlist_{version_string}_linux_amd64.zip",
+        f"terraform-provider-allowlist_{version_string}_manifest.json",
+        f"terraform-provider-allowlist_{version_string}_SHA256SUMS",
+    ])
+    # The checksums match, and the manifest says protocol 6.0.
+    sums = (dist / f"terraform-provider-allowlist_{version_string}_SHA256SUMS").read_text().splitlines()
+    assert len(sums) == 3
+    for line in sums:
+        digest, name = line.split("  ")
+        assert hashlib.sha256((dist / name).read_bytes()).hexdigest() == digest, name
+    manifest = json.loads((dist / f"terraform-provider-allowlist_{version_string}_manifest.json").read_text())
+    assert manifest["metadata"]["protocol_versions"] == ["6.0"]
+    with zipfile.ZipFile(dist / f"terraform-provider-allowlist_{version_string}_linux_amd64.zip") as z:
+        assert z.namelist() == [f"terraform-provider-allowlist_v{version_string}"]
+
+    # `terraform init` in a copy of examples/quickstart, offline, with no CLI config at all.
+    work = tmp_path / "quickstart"
+    shutil.copytree(REPO / "examples" / "quickstart", work)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path / "home"),
+        "TF_CLI_CONFIG_FILE": "/dev/null",
+        "CHECKPOINT_DISABLE": "1",
+        "TF_IN_AUTOMATION": "1",
+        "TF_INPUT": "0",
+    }
+    init = subprocess.run(
+        [str(VENV / "bin" / f"terraform-{version}"), "init", "-no-color"],
+        cwd=work, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert init.returncode == 0, init.stdout + init.stderr
+    assert f"Installed allowlist/allowlist v{version_string}" in init.stdout, init.stdout
+    assert (work / ".terraform.lock.hcl").exists()
