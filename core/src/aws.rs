@@ -18,6 +18,9 @@ pub struct AwsSettings {
     pub profile: Option<String>,
     /// A custom endpoint for every service, e.g. a local emulator.
     pub endpoint_url: Option<String>,
+    /// Time allowed for one AWS call, retries and backoff included (default 60 s). One attempt
+    /// gets at most 20 s of it, and connecting at most 5 s.
+    pub request_timeout: Option<Duration>,
 }
 
 /// Attempts per call, including the first: transient errors (throttling, 5xx, timeouts) are
@@ -27,8 +30,8 @@ const MAX_ATTEMPTS: u32 = 4;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time allowed for one attempt of one call.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
-/// Time allowed for one call, all attempts and backoff included.
-const OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
+/// Time allowed for one call, all attempts and backoff included, unless configured.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A loaded AWS configuration plus the per-region clients built from it.
 #[derive(Debug)]
@@ -41,13 +44,14 @@ pub struct Aws {
 impl Aws {
     /// Loads the SDK configuration. Credentials are resolved lazily, on the first call.
     pub async fn load(settings: &AwsSettings) -> Self {
+        let operation = settings.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT);
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
             .timeout_config(
                 TimeoutConfig::builder()
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                    .operation_timeout(OPERATION_TIMEOUT)
+                    .connect_timeout(CONNECT_TIMEOUT.min(operation))
+                    .operation_attempt_timeout(ATTEMPT_TIMEOUT.min(operation))
+                    .operation_timeout(operation)
                     .build(),
             );
         if let Some(profile) = &settings.profile {

@@ -7,4 +7,7 @@ provider "allowlist" {
 
   # Optional guardrail for temporary ingress grants.
   max_ttl = "24h"
+
+  # Optional: time allowed for one AWS call, retries included (default 60s).
+  request_timeout = "60s"
 }

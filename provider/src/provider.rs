@@ -149,6 +149,7 @@ fn read_config(config: &Value, allow_unknown: bool) -> (Config, Diagnostics) {
     out.settings.profile = string("profile", &mut diags);
     out.settings.endpoint_url = string("endpoint_url", &mut diags);
     let max_ttl = string("max_ttl", &mut diags);
+    let request_timeout = string("request_timeout", &mut diags);
     out.ip_lookup_url = string("ip_lookup_url", &mut diags);
 
     if let Some(region) = &out.settings.region {
@@ -161,6 +162,12 @@ fn read_config(config: &Value, allow_unknown: bool) -> (Config, Diagnostics) {
     }
     if let Some(url) = &out.ip_lookup_url {
         diags.take(check_url(url, &root().attr("ip_lookup_url")));
+    }
+    if let Some(timeout) = request_timeout {
+        out.settings.request_timeout = diags.take(parse_positive_duration(
+            &timeout,
+            &root().attr("request_timeout"),
+        ));
     }
     if let Some(ttl) = max_ttl {
         out.max_ttl = diags.take(parse_positive_duration(&ttl, &root().attr("max_ttl")));
@@ -233,6 +240,14 @@ impl Provider for AllowlistProvider {
                 Mode::Optional,
                 "The longest `ttl` a temporary ingress grant may have, as a duration such as `24h` or `90m`. \
                  Defaults to `24h`.",
+            ))
+            .attribute(Attribute::new(
+                "request_timeout",
+                Type::String,
+                Mode::Optional,
+                "Time allowed for one AWS call, retries and backoff included, as a duration such as `60s` \
+                 or `2m`. Throttling and server errors are retried (4 attempts, bounded exponential \
+                 backoff) within it; one attempt gets at most 20s of it. Defaults to `60s`.",
             ))
             .attribute(Attribute::new(
                 "ip_lookup_url",
@@ -326,6 +341,7 @@ mod tests {
                 ("max_ttl", Value::string("0s")),
                 ("endpoint_url", Value::string("127.0.0.1:5000")),
                 ("ip_lookup_url", Value::string("ftp://x")),
+                ("request_timeout", Value::string("soon")),
             ]),
             true,
         );
@@ -335,6 +351,7 @@ mod tests {
                 "region",
                 "endpoint_url",
                 "ip_lookup_url",
+                "request_timeout",
                 "max_ttl",
                 "egress_regions[1]",
                 "egress_regions[2]"
@@ -348,6 +365,13 @@ mod tests {
         assert!(read_config(&cfg, true).1.is_empty());
         let (_, diags) = read_config(&cfg, false);
         assert_eq!(diags.paths(), vec!["region"]);
+    }
+
+    #[test]
+    fn request_timeout_reaches_the_aws_settings() {
+        let (cfg, diags) = read_config(&config(&[("request_timeout", Value::string("2m"))]), false);
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(cfg.settings.request_timeout, Some(Duration::from_secs(120)));
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub async fn execute(cli: &Cli, clock: &dyn Clock) -> u8 {
         region: cli.global.region.clone(),
         profile: cli.global.profile.clone(),
         endpoint_url: cli.global.endpoint_url.clone(),
+        request_timeout: Some(cli.global.request_timeout),
     };
     let result = match &cli.command {
         Command::Publish(args) => publish(args, &settings, clock).await,

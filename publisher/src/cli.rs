@@ -52,6 +52,10 @@ pub struct Global {
         value_name = "URL"
     )]
     pub endpoint_url: Option<String>,
+    /// Time allowed for one AWS call, retries and backoff included (throttling and server errors
+    /// are retried within it; one attempt gets at most 20s), e.g. 30s or 2m
+    #[arg(long, global = true, env = "ALLOWLIST_REQUEST_TIMEOUT", value_name = "DURATION", default_value = "60s", allow_hyphen_values = true, value_parser = parse_timeout)]
+    pub request_timeout: Duration,
     /// Log format on stderr: human lines, or one JSON object per line (CloudWatch)
     #[arg(long, global = true, env = "ALLOWLIST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -357,6 +361,14 @@ fn parse_filter(s: &str) -> Result<Filter, String> {
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim())
         .map_err(|e| format!("{e}; write a duration such as 90s, 5m or 1h"))
+}
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let timeout = parse_duration(s)?;
+    if timeout.is_zero() {
+        return Err("must be greater than zero".to_owned());
+    }
+    Ok(timeout)
 }
 
 fn parse_grace(s: &str) -> Result<Duration, String> {
