@@ -192,6 +192,8 @@ pub async fn publish_ips(
 ) -> Result<PublishReport, PublishError> {
     let entries = IpRanges::entries_of(ips, &options.service);
     let mut written = Vec::new();
+    // A change written in an attempt that a conflict on the text list then sent back to the read.
+    let mut changed_earlier = false;
     let mut written_keys = Vec::new();
     for attempt in 1..=MAX_ATTEMPTS {
         let read = match target.baseline {
@@ -259,6 +261,7 @@ pub async fn publish_ips(
                 "wrote the document"
             );
             written.push(target.json.location());
+            changed_earlier |= changed;
             written_keys.push(target.json.key.to_owned());
         }
 
@@ -309,7 +312,7 @@ pub async fn publish_ips(
             regions: ips.regions.clone(),
             prefixes: document.prefix_count(),
             previous_prefixes: previous.as_ref().map(IpRanges::prefix_count),
-            changed,
+            changed: changed || changed_earlier,
             sync_token: document.sync_token,
             written,
             invalidation,
@@ -437,6 +440,8 @@ mod tests {
         puts: Mutex<u32>,
         /// Each put first lets "another publisher" write the next of these bytes to the key.
         interlopers: Mutex<Vec<Vec<u8>>>,
+        /// The same, for puts of the text list only.
+        text_interlopers: Mutex<Vec<Vec<u8>>>,
     }
 
     impl MemoryStore {
@@ -473,7 +478,11 @@ mod tests {
             _meta: &ObjectMeta,
             condition: Condition,
         ) -> Result<(), StoreError> {
-            let interloper = self.interlopers.lock().unwrap().pop();
+            let interloper = if key.ends_with(".txt") {
+                self.text_interlopers.lock().unwrap().pop()
+            } else {
+                self.interlopers.lock().unwrap().pop()
+            };
             if let Some(theirs) = interloper {
                 self.write(key, theirs);
             }
@@ -767,6 +776,35 @@ mod tests {
             .unwrap();
         assert!(!report.changed);
         assert_eq!(published(&store).sync_token, 2500);
+    }
+
+    #[tokio::test]
+    async fn a_conflict_on_the_text_list_rereads_and_still_reports_the_change() {
+        let store = MemoryStore::default();
+        let target = s3(&store, None);
+        publish_ips(&target, &ips(&[1]), at(1000), &options())
+            .await
+            .unwrap();
+        // Another writer touches the text list between our read of it and our write.
+        store
+            .text_interlopers
+            .lock()
+            .unwrap()
+            .push(b"203.0.113.9/32\n".to_vec());
+        let report = publish_ips(&target, &ips(&[1, 2]), at(2000), &options())
+            .await
+            .unwrap();
+        assert_eq!(report.attempts, 2);
+        assert!(report.changed, "the JSON changed in the first attempt");
+        assert_eq!(
+            report.written,
+            ["mem://ip-ranges.json", "mem://ip-ranges.txt"]
+        );
+        assert_eq!(
+            store.bytes("ip-ranges.txt").unwrap(),
+            b"198.18.0.1/32\n198.18.0.2/32\n"
+        );
+        assert_eq!(published(&store).sync_token, 2000);
     }
 
     #[tokio::test]
