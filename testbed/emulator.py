@@ -23,6 +23,12 @@ Owns everything between a test's HTTP request and moto's backends:
       region, not an HTML 500.
 * A WSGI middleware in front of moto: request counters and fault injection
   under ``/_testbed/``, and ``POST /moto-api/reset`` also clearing both.
+  Fault modes: ``error`` (an AWS error in the request's protocol), ``delay``
+  (hold ``delay_ms``, then serve it), ``reset`` (TCP RST, no response) and
+  ``drop`` (read the request, never answer: hold it until the client closes
+  the connection or ``delay_ms`` (default 120 s) passes, then close the
+  connection without a response; the request never reaches moto;
+  ``GET /_testbed/held`` says how many are held right now).
 
 REST services without an ``Action`` parameter (S3, CloudFront) are counted and
 matched by their HTTP method (``GET``, ``PUT``, ...) as the action.
@@ -35,6 +41,7 @@ import base64
 import json
 import os
 import re
+import select
 import socket
 import struct
 import sys
@@ -480,7 +487,10 @@ def reason(status: int) -> str:
 # Fault table and request counters.
 # --------------------------------------------------------------------------
 
-FAULT_MODES = ("error", "delay", "reset")
+FAULT_MODES = ("error", "delay", "reset", "drop")
+# How long a `drop` fault holds a request whose client does not give up (a
+# rule's non-zero delay_ms overrides it).
+DROP_HOLD_SECONDS = 120.0
 FAULT_DEFAULTS = {
     "region": "*",
     "service": "*",
@@ -495,6 +505,44 @@ FAULT_DEFAULTS = {
 
 class ResetConnection(ConnectionResetError):
     """Raised by the middleware to make the server drop the connection with a TCP RST."""
+
+
+class DropConnection(ConnectionAbortedError):
+    """Raised by the middleware after holding a request unanswered: the server
+    closes the connection (FIN) without sending a byte of a response."""
+
+
+def hold_unanswered(environ: dict[str, Any], seconds: float, state: "TestbedState") -> None:
+    """Block until the client closes its side of the connection (EOF or reset)
+    or `seconds` pass, whichever comes first; `state.held` counts the requests
+    held meanwhile. The request body is read first, so anything readable
+    afterwards is the client's close."""
+    buffer_body(environ)
+    with state.lock:
+        state.held += 1
+    try:
+        wait_for_client_close(environ, seconds)
+    finally:
+        with state.lock:
+            state.held -= 1
+
+
+def wait_for_client_close(environ: dict[str, Any], seconds: float) -> None:
+    """Return once the peer has closed (or reset) the request's connection, or after `seconds`."""
+    sock = environ.get("werkzeug.socket")
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if sock is None:
+            time.sleep(min(left, 0.5))
+            continue
+        try:
+            readable, _, _ = select.select([sock], [], [], min(left, 0.5))
+            if readable and sock.recv(1, socket.MSG_PEEK) == b"":
+                return  # the client closed the connection: it gave up
+        except (OSError, ValueError):
+            return  # reset by the client, or the socket is gone
+        if readable:
+            time.sleep(min(left, 0.05))  # unexpected bytes (pipelining): keep holding, no busy loop
 
 
 def parse_fault(raw: Any) -> dict[str, Any]:
@@ -525,6 +573,7 @@ class TestbedState:
         self.lock = threading.Lock()
         self.faults: list[dict[str, Any]] = []
         self.counts: dict[tuple[str, str, str], int] = {}
+        self.held = 0  # requests a `drop` fault is holding right now
 
     def clear(self) -> None:
         with self.lock:
@@ -591,6 +640,9 @@ class TestbedMiddleware:
         if fault is not None:
             if fault["mode"] == "reset":
                 raise ResetConnection("fault injected by the test bed")
+            if fault["mode"] == "drop":
+                hold_unanswered(environ, fault["delay_ms"] / 1000.0 or DROP_HOLD_SECONDS, self.state)
+                raise DropConnection("fault injected by the test bed")
             if fault["mode"] == "error":
                 status, headers, data = aws_error(info, fault["status"], fault["code"], fault["message"])
                 start_response(status, headers)
@@ -639,6 +691,9 @@ class TestbedMiddleware:
                 return reply(start_response, 400, {"error": str(err)})
             SETTINGS.update(update)
             return reply(start_response, 200, dict(SETTINGS))
+        if path == "/_testbed/held" and method == "GET":
+            with self.state.lock:
+                return reply(start_response, 200, {"held": self.state.held})
         if path == "/_testbed/requests" and method == "GET":
             return reply(start_response, 200, self.state.counters_json())
         if path == "/_testbed/requests" and method == "DELETE":
@@ -663,9 +718,12 @@ def reply(start_response: StartResponse, status: int, payload: Any) -> list[byte
 
 
 class RequestHandler(MotoRequestHandler):
-    """moto's handler; a ResetConnection from the app aborts the connection."""
+    """moto's handler; a ResetConnection from the app aborts the connection, a
+    DropConnection closes it gracefully, both without a response."""
 
     def connection_dropped(self, error: BaseException, environ: Any = None) -> None:
+        if isinstance(error, DropConnection):
+            self.close_connection = True
         if isinstance(error, ResetConnection):
             self.close_connection = True
             # Linger 0: close() sends RST at once instead of a FIN handshake.

@@ -4,7 +4,7 @@
 //! as success; diagnostics and CLI messages are built from the fields, never from parsing text.
 
 use aws_sdk_ec2::config::http::HttpResponse;
-use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use std::fmt;
 
 /// What kind of failure an AWS call ended in.
@@ -72,7 +72,7 @@ impl AwsError {
                 let message = meta
                     .message()
                     .map(str::to_owned)
-                    .unwrap_or_else(|| DisplayErrorContext(&err).to_string());
+                    .unwrap_or_else(|| chain(&err));
                 (AwsErrorKind::Service, code, message)
             }
             SdkError::TimeoutError(_) => (AwsErrorKind::Timeout, None, context(&err)),
@@ -99,9 +99,24 @@ impl AwsError {
     }
 }
 
-/// The SDK's full error chain in one line, e.g. "dispatch failure: io error: connection refused".
+/// The SDK's error chain in one line, each cause once, e.g. "dispatch failure: io error:
+/// connection refused" (without the Debug dump `DisplayErrorContext` appends).
 fn context<E: std::error::Error + 'static>(err: &SdkError<E, HttpResponse>) -> String {
-    DisplayErrorContext(err).to_string()
+    chain(err)
+}
+
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        // Wrappers often repeat their cause's text; keep each piece once.
+        if !text.is_empty() && !parts.last().is_some_and(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
 }
 
 #[cfg(test)]
@@ -132,6 +147,39 @@ mod tests {
         );
         assert!(e.has_code("UnauthorizedOperation"));
         assert!(!e.has_code("Throttling"));
+    }
+
+    #[test]
+    fn chain_names_each_cause_once() {
+        #[derive(Debug)]
+        struct Leaf;
+        impl fmt::Display for Leaf {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("connection refused")
+            }
+        }
+        impl std::error::Error for Leaf {}
+        #[derive(Debug)]
+        struct Wrap(Leaf, &'static str);
+        impl fmt::Display for Wrap {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.1)
+            }
+        }
+        impl std::error::Error for Wrap {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        assert_eq!(
+            chain(&Wrap(Leaf, "dispatch failure")),
+            "dispatch failure: connection refused"
+        );
+        // A wrapper that already quotes its cause does not repeat it.
+        assert_eq!(
+            chain(&Wrap(Leaf, "io error: connection refused")),
+            "io error: connection refused"
+        );
     }
 
     #[test]

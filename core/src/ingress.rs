@@ -543,10 +543,11 @@ fn aws_tags(pairs: &[(String, String)]) -> Vec<Tag> {
         .collect()
 }
 
-/// Makes the grant on AWS: for each group, adopts identical rules left by expired grants (and
-/// re-tags them), and authorizes the rest in one call whose rules carry the grant's tags from the
-/// start. If anything fails, every rule this call created is revoked again before the error is
-/// returned. Returns the grant's rules, sorted.
+/// Makes the grant on AWS: for each group, one AuthorizeSecurityGroupIngress whose rules carry the
+/// grant's tags from the start. Identical rules left by expired grants are revoked first and
+/// created again (never re-tagged in place, which would race with a sweep). If anything fails,
+/// every rule this call created is revoked again before the error is returned. Returns the
+/// grant's rules, sorted.
 pub async fn authorize(aws: &Aws, grant: &Grant, now: SystemTime) -> Result<Vec<Rule>, GrantError> {
     let region = grant.region.as_str();
     let missing = missing_groups(aws, region, &grant.group_ids)
@@ -564,7 +565,10 @@ pub async fn authorize(aws: &Aws, grant: &Grant, now: SystemTime) -> Result<Vec<
     let permissions = grant.permissions();
 
     // Decide everything before changing anything, so a refusal leaves nothing behind.
-    let mut adopt: Vec<Rule> = Vec::new();
+    // Rules of this grant that already exist are kept; identical rules of expired grants are
+    // replaced (revoked, then created again with this grant's tags).
+    let mut keep: Vec<Rule> = Vec::new();
+    let mut replace: Vec<Rule> = Vec::new();
     let mut to_create: Vec<(&str, Vec<&Permission>)> = Vec::new();
     for group in &grant.group_ids {
         let mut create = Vec::new();
@@ -580,9 +584,9 @@ pub async fn authorize(aws: &Aws, grant: &Grant, now: SystemTime) -> Result<Vec<
                         rule_id: rule.id.clone(),
                     })
                 }
+                Some(rule) if rule.grant_id() == Some(grant.id.as_str()) => keep.push(rule.clone()),
                 Some(rule) => {
-                    let live = rule.expires_at().is_none_or(|t| t > now);
-                    if live && rule.grant_id() != Some(grant.id.as_str()) {
+                    if rule.expires_at().is_none_or(|t| t > now) {
                         return Err(GrantError::LiveGrant {
                             group_id: group.clone(),
                             rule_id: rule.id.clone(),
@@ -594,7 +598,8 @@ pub async fn authorize(aws: &Aws, grant: &Grant, now: SystemTime) -> Result<Vec<
                                 .unwrap_or_default(),
                         });
                     }
-                    adopt.push(rule.clone());
+                    replace.push(rule.clone());
+                    create.push(perm);
                 }
             }
         }
@@ -603,22 +608,21 @@ pub async fn authorize(aws: &Aws, grant: &Grant, now: SystemTime) -> Result<Vec<
 
     let mut created: Vec<Rule> = Vec::new();
     let result = async {
+        if !replace.is_empty() {
+            // Not re-tagged in place: a sweep may already have listed the expired rule and be
+            // about to revoke it by id, which would silently take this grant's access away. A
+            // rule created anew has an id no sweep has seen. (The expired rules were due to go.)
+            revoke(aws, region, &replace)
+                .await
+                .map_err(|e| GrantError::aws(e, None))?;
+            tracing::info!(grant = %grant.id, rules = replace.len(), "replaced expired rules of earlier grants");
+        }
         for (group, perms) in &to_create {
             if perms.is_empty() {
                 continue;
             }
             let rules = authorize_group(aws, grant, group, perms).await?;
             created.extend(rules);
-        }
-        if !adopt.is_empty() {
-            let ids: Vec<String> = adopt.iter().map(|r| r.id.clone()).collect();
-            retag(aws, region, &ids, &grant.tags())
-                .await
-                .map_err(|e| GrantError::aws(e, None))?;
-            remove_tags(aws, region, &adopt, &grant.user_tags)
-                .await
-                .map_err(|e| GrantError::aws(e, None))?;
-            set_description(aws, region, &adopt, grant.description.as_deref()).await?;
         }
         Ok::<(), GrantError>(())
     }
@@ -640,11 +644,7 @@ pub async fn authorize(aws: &Aws, grant: &Grant, now: SystemTime) -> Result<Vec<
     }
 
     let mut all: Vec<Rule> = created;
-    for mut rule in adopt {
-        rule.tags = grant.tags().into_iter().collect();
-        rule.description = grant.description.clone();
-        all.push(rule);
-    }
+    all.extend(keep);
     all.sort();
     Ok(all)
 }

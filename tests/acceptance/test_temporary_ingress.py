@@ -268,7 +268,7 @@ def test_temporary_ingress_failure_on_second_group_leaves_nothing(terraform, emu
     assert terraform.run("state", "list").stdout.strip() == ""
 
 
-def test_temporary_ingress_adopts_an_expired_unswept_rule(terraform, emulator, my_ip, groups):
+def test_temporary_ingress_replaces_an_expired_unswept_rule(terraform, emulator, my_ip, groups):
     ec2 = emulator.client("ec2", REGION)
     # An expired grant's rule that the sweep has not removed yet...
     ec2.authorize_security_group_ingress(
@@ -285,13 +285,18 @@ def test_temporary_ingress_adopts_an_expired_unswept_rule(terraform, emulator, m
     terraform.write("main.tf", config(my_ip, grant_body(groups[:1])))
     terraform.apply()
     g = grant(terraform)
-    # ...is adopted into the new grant and re-tagged, not an error.
-    assert old in g["rule_ids"] and len(g["rule_ids"]) == 2
-    adopted = next(r for r in ingress_rules(emulator, groups[:1]) if r["SecurityGroupRuleId"] == old)
-    assert adopted["TagMap"]["allowlist:grant-id"] == g["id"]
-    assert adopted["TagMap"]["allowlist:expires-at"] == g["expires_at"]
-    assert "old" not in adopted["TagMap"]
-    assert adopted["Description"] == "on-call access"
+    # ...is replaced by the new grant, not an error: revoked and created again under a new id
+    # (a sweep that already listed the old id can then only revoke a rule that is gone).
+    assert old not in g["rule_ids"] and len(g["rule_ids"]) == 2
+    rules = ingress_rules(emulator, groups[:1])
+    assert old not in [r["SecurityGroupRuleId"] for r in rules]
+    replaced = next(r for r in rules if r.get("CidrIpv4") == "198.51.100.77/32")
+    assert replaced["SecurityGroupRuleId"] in g["rule_ids"]
+    assert replaced["TagMap"]["allowlist:grant-id"] == g["id"]
+    assert replaced["TagMap"]["allowlist:expires-at"] == g["expires_at"]
+    assert "old" not in replaced["TagMap"]
+    assert replaced["Description"] == "on-call access"
+    assert len(rules) == 2
 
 
 def test_temporary_ingress_never_takes_over_an_unmanaged_rule(terraform, emulator, my_ip, groups):

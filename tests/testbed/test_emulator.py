@@ -391,6 +391,91 @@ def test_reset_fault_closes_the_connection_without_a_response(emulator: Emulator
     assert received is None, f"expected a TCP reset, got {received!r}"
 
 
+def raw_nat_request(emulator: Emulator, region: str) -> tuple[str, int, bytes]:
+    """(host, port, bytes) of a signed-looking DescribeNatGateways request for `region`."""
+    host, port = emulator.url.removeprefix("http://").split(":")
+    body = b"Action=DescribeNatGateways&Version=2016-11-15"
+    auth = (
+        f"AWS4-HMAC-SHA256 Credential=test/20260101/{region}/ec2/aws4_request, "
+        "SignedHeaders=host, Signature=0"
+    )
+    request = (
+        f"POST / HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: {auth}\r\n"
+        f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    return host, int(port), request
+
+
+def test_drop_fault_never_answers_and_closes_at_its_bound(emulator: Emulator) -> None:
+    emulator.set_faults([{"region": REGION, "action": "DescribeNatGateways", "mode": "drop", "delay_ms": 1500}])
+    host, port, request = raw_nat_request(emulator, REGION)
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(request)
+        start = time.monotonic()
+        # Held: not a byte for a second...
+        sock.settimeout(1.0)
+        with pytest.raises(socket.timeout):
+            sock.recv(1024)
+        # ...then, at the 1.5 s bound, a graceful close (FIN) without a response.
+        sock.settimeout(10)
+        assert sock.recv(1024) == b""
+        elapsed = time.monotonic() - start
+    assert 1.4 <= elapsed < 5, elapsed
+    assert emulator.count(region=REGION, action="DescribeNatGateways") == 1
+    ec2(emulator, OTHER_REGION).describe_nat_gateways()  # other region: answered
+
+
+def test_drop_fault_client_gives_up_and_request_never_reaches_moto(emulator: Emulator) -> None:
+    # Without delay_ms the hold is bounded by 120 s; a client with a 1 s read
+    # timeout gives up long before that.
+    emulator.set_faults([{"region": REGION, "action": "CreateVpc", "mode": "drop", "times": 1}])
+    client = boto3.client(
+        "ec2", region_name=REGION, endpoint_url=emulator.url,
+        aws_access_key_id="test", aws_secret_access_key="test",
+        config=NO_RETRY.merge(botocore.config.Config(read_timeout=1, connect_timeout=5)),
+    )
+    start = time.monotonic()
+    with pytest.raises(botocore.exceptions.ReadTimeoutError):
+        client.create_vpc(CidrBlock="10.9.0.0/16")
+    assert time.monotonic() - start < 5
+    # Unlike `delay`, a dropped request is never served, even later.
+    time.sleep(0.5)
+    vpcs = ec2(emulator).describe_vpcs(Filters=[{"Name": "cidr", "Values": ["10.9.0.0/16"]}])["Vpcs"]
+    assert vpcs == []
+    # `times` ran out: the next request is served.
+    client.create_vpc(CidrBlock="10.9.0.0/16")
+    assert emulator.count(region=REGION, action="CreateVpc") == 2
+
+
+def test_drop_fault_releases_the_request_when_the_client_closes(emulator: Emulator) -> None:
+    """The hold ends when the client goes away, long before the bound: the
+    request is then closed unanswered and nothing is served afterwards."""
+    emulator.set_faults([{"region": REGION, "action": "DescribeNatGateways", "mode": "drop", "delay_ms": 60000}])
+    host, port, request = raw_nat_request(emulator, REGION)
+    socks = [socket.create_connection((host, port), timeout=10) for _ in range(3)]
+    try:
+        for sock in socks:
+            sock.sendall(request)
+        deadline = time.monotonic() + 5
+        while emulator.held() < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert emulator.held() == 3
+        socks[0].settimeout(0.2)
+        with pytest.raises(socket.timeout):
+            socks[0].recv(1024)  # held: no response
+    finally:
+        for sock in socks:
+            sock.close()
+    # The clients are gone: within about a second nothing is held any more.
+    deadline = time.monotonic() + 5
+    while emulator.held() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert emulator.held() == 0
+    assert emulator.count(region=REGION, action="DescribeNatGateways") == 3
+    emulator.clear_faults()
+    assert nat_ids(ec2(emulator, REGION)) == set()
+
+
 # ---- Counters and reset ------------------------------------------------------
 
 
