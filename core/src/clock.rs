@@ -1,7 +1,11 @@
 //! Time, injected: grant expiry and the sweep ask a [`Clock`], never the system directly, so tests
 //! can move time forward between real Terraform runs.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Unix seconds of the last instant RFC 3339 can write, 9999-12-31T23:59:59Z: [`format_instant`]
+/// panics past it.
+pub const LATEST_INSTANT_SECS: u64 = 253_402_300_799;
 
 /// A source of the current time.
 pub trait Clock: Send + Sync + std::fmt::Debug {
@@ -44,6 +48,14 @@ impl Clock for FixedClock {
 /// Formats an instant the way tags and attributes carry it: RFC 3339, UTC, whole seconds.
 pub fn format_instant(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// `t + d`, when [`format_instant`] can write the result (1970 to [`LATEST_INSTANT_SECS`]).
+pub fn checked_add(t: SystemTime, d: Duration) -> Option<SystemTime> {
+    t.checked_add(d).filter(|r| {
+        r.duration_since(UNIX_EPOCH)
+            .is_ok_and(|s| s.as_secs() <= LATEST_INSTANT_SECS)
+    })
 }
 
 /// Parses an RFC 3339 instant (as written by [`format_instant`]).

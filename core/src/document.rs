@@ -17,6 +17,9 @@ pub const DEFAULT_SERVICE: &str = "EGRESS";
 pub const JSON_CONTENT_TYPE: &str = "application/json";
 /// Content-Type of the plain-text list.
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
+/// The latest `syncToken` a document may carry: 9999-12-31T23:59:59Z, the last instant its
+/// `createDate` can spell.
+pub const MAX_SYNC_TOKEN: u64 = crate::clock::LATEST_INSTANT_SECS;
 
 /// One prefix of the document, in any of its two lists.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -41,7 +44,7 @@ pub struct IpRanges {
 pub enum DocumentError {
     #[error("not valid ip-ranges JSON: {0}")]
     Json(String),
-    #[error("syncToken {0:?} is not Unix seconds (a digit string)")]
+    #[error("syncToken {0:?} is not Unix seconds (a digit string, at most {MAX_SYNC_TOKEN})")]
     SyncToken(String),
     #[error("{field} {value:?} is not a CIDR prefix")]
     Prefix { field: &'static str, value: String },
@@ -150,7 +153,7 @@ impl IpRanges {
             .sync_token
             .parse::<u64>()
             .ok()
-            .filter(|_| wire.sync_token.bytes().all(|b| b.is_ascii_digit()))
+            .filter(|t| *t <= MAX_SYNC_TOKEN && wire.sync_token.bytes().all(|b| b.is_ascii_digit()))
             .ok_or_else(|| DocumentError::SyncToken(wire.sync_token.clone()))?;
         let mut entries = BTreeSet::new();
         let v4 = wire.prefixes.into_iter().map(|p| {
@@ -202,9 +205,10 @@ pub fn unix_seconds(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// `createDate` for a sync token: the same instant as `YYYY-MM-DD-hh-mm-ss`, UTC.
+/// `createDate` for a sync token: the same instant as `YYYY-MM-DD-hh-mm-ss`, UTC. Tokens past
+/// [`MAX_SYNC_TOKEN`] (which [`IpRanges::parse`] refuses) get the last date there is.
 pub fn create_date(sync_token: u64) -> String {
-    let t = UNIX_EPOCH + Duration::from_secs(sync_token);
+    let t = UNIX_EPOCH + Duration::from_secs(sync_token.min(MAX_SYNC_TOKEN));
     // "2025-11-21T12:00:00Z" → "2025-11-21-12-00-00"
     humantime::format_rfc3339_seconds(t)
         .to_string()
@@ -328,6 +332,9 @@ mod tests {
     fn create_date_is_the_sync_token_instant() {
         assert_eq!(create_date(0), "1970-01-01-00-00-00");
         assert_eq!(create_date(1_763_726_400), "2025-11-21-12-00-00");
+        assert_eq!(create_date(MAX_SYNC_TOKEN), "9999-12-31-23-59-59");
+        // Regression: past year 9999 (or past SystemTime) rendering used to panic.
+        assert_eq!(create_date(u64::MAX), "9999-12-31-23-59-59");
         assert_eq!(
             unix_seconds(UNIX_EPOCH + Duration::from_secs(1_763_726_400)),
             1_763_726_400

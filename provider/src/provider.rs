@@ -85,9 +85,18 @@ fn check_url(value: &str, path: &AttributePath) -> Result<(), Diagnostic> {
     }
 }
 
-/// Parses a duration such as `24h` or `90m`; it must be greater than zero.
+/// The longest duration accepted: 100 years, so that now + a TTL is always an instant RFC 3339
+/// can write (past the year 9999, writing the expiry crashed the provider).
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
+
+/// Parses a duration such as `24h` or `90m`; it must be greater than zero and at most 100 years.
 pub fn parse_positive_duration(value: &str, path: &AttributePath) -> Result<Duration, Diagnostic> {
     match humantime::parse_duration(value) {
+        Ok(d) if d > MAX_DURATION => Err(Diagnostic::error(
+            "Invalid Duration",
+            format!("{value:?} is longer than 100 years, the longest duration accepted."),
+        )
+        .at(path.clone())),
         Ok(d) if !d.is_zero() => Ok(d),
         Ok(_) => Err(Diagnostic::error("Invalid Duration", "The duration must be greater than zero.")
             .at(path.clone())),
@@ -238,8 +247,8 @@ impl Provider for AllowlistProvider {
                 "max_ttl",
                 Type::String,
                 Mode::Optional,
-                "The longest `ttl` a temporary ingress grant may have, as a duration such as `24h` or `90m`. \
-                 Defaults to `24h`.",
+                "The longest `ttl` a temporary ingress grant may have, as a duration such as `24h` or `90m` \
+                 (at most 100 years). Defaults to `24h`.",
             ))
             .attribute(Attribute::new(
                 "request_timeout",

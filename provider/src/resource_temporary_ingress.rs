@@ -14,7 +14,7 @@ use crate::tfplugin::{
     Resource, Schema, Tri, Type, Value,
 };
 use allowlist_core::caller;
-use allowlist_core::clock::{format_duration, format_instant, parse_instant, Clock};
+use allowlist_core::clock::{self, format_duration, format_instant, parse_instant, Clock};
 use allowlist_core::ingress::{self, tags, Grant, PortRange, Protocol, Rule};
 use allowlist_core::AwsError;
 use async_trait::async_trait;
@@ -634,7 +634,20 @@ impl TemporaryIngress {
                 set(&mut plan.planned, "expires_at", keep);
             }
             (Some(created), Some(ttl), false) => {
-                let expiry = created + ttl;
+                let Some(expiry) = clock::checked_add(created, ttl) else {
+                    plan.diagnostics.push(
+                        Diagnostic::error(
+                            "Invalid Stored State",
+                            format!(
+                                "created_at {} plus ttl {} is past the year 9999; the stored created_at is wrong. Remove the grant from the state and import it again.",
+                                format_instant(created),
+                                format_duration(ttl)
+                            ),
+                        )
+                        .at(root().attr("created_at")),
+                    );
+                    return;
+                };
                 if expiry <= now {
                     plan.diagnostics.push(Diagnostic::warning(
                         "Ingress Grant Expired",
@@ -1057,7 +1070,7 @@ impl State {
                 .iter()
                 .filter_map(|c| c.parse().ok())
                 .collect(),
-            ttl: string("ttl")?.and_then(|t| humantime::parse_duration(&t).ok()),
+            ttl: string("ttl")?.and_then(|t| parse_positive_duration(&t, &path.attr("ttl")).ok()),
             description: string("description")?,
             tags: v
                 .get::<BTreeMap<String, Tri<String>>>(&path, "tags")?

@@ -1,6 +1,7 @@
 //! Schemas: attribute types, whether each attribute is required, optional or computed, and the
 //! description users read in the docs. A schema with an undescribed attribute is refused.
 
+use super::diagnostics::AttributePath;
 use super::proto::tfplugin6 as pb;
 use super::value::Value;
 use std::collections::BTreeMap;
@@ -52,6 +53,65 @@ impl Type {
                 json!(["object", attrs])
             }
         }
+    }
+
+    /// The type as Terraform writes it: `list(string)`, `map(number)`, `object`.
+    fn name(&self) -> String {
+        match self {
+            Type::String => "string".into(),
+            Type::Number => "number".into(),
+            Type::Bool => "bool".into(),
+            Type::List(t) => format!("list({})", t.name()),
+            Type::Set(t) => format!("set({})", t.name()),
+            Type::Map(t) => format!("map({})", t.name()),
+            Type::Object(_) => "object".into(),
+        }
+    }
+
+    /// Checks that `value` at `path` has this type. Null and unknown fit every type; numbers
+    /// may come as decimal strings (what cty sends for numbers no msgpack number holds).
+    /// Recursion follows the type, so a deeply nested value costs no deep stack.
+    fn check(&self, value: &Value, path: &AttributePath) -> Result<(), ValueMismatch> {
+        match (self, value) {
+            (_, Value::Null | Value::Unknown(_))
+            | (Type::String, Value::String(_))
+            | (Type::Number, Value::Number(_))
+            | (Type::Bool, Value::Bool(_)) => Ok(()),
+            (Type::Number, Value::String(s)) if s.parse::<f64>().is_ok() => Ok(()),
+            (Type::List(t) | Type::Set(t), Value::List(items)) => items
+                .iter()
+                .enumerate()
+                .try_for_each(|(i, item)| t.check(item, &path.index(i))),
+            (Type::Map(t), Value::Map(map)) => {
+                map.iter().try_for_each(|(k, v)| t.check(v, &path.key(k)))
+            }
+            (Type::Object(attrs), Value::Map(map)) => {
+                if let Some(extra) = map.keys().find(|k| !attrs.contains_key(*k)) {
+                    return Err(ValueMismatch::new(path.attr(extra), "is not in the schema"));
+                }
+                attrs.iter().try_for_each(|(name, t)| match map.get(name) {
+                    Some(v) => t.check(v, &path.attr(name)),
+                    None => Err(ValueMismatch::new(path.attr(name), "is missing")),
+                })
+            }
+            (t, v) => Err(ValueMismatch::new(
+                path.clone(),
+                format!("is {} where {} is expected", kind(v), t.name()),
+            )),
+        }
+    }
+}
+
+/// What kind of value this is, for messages.
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Unknown(_) => "an unknown value",
+        Value::Bool(_) => "a bool",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::List(_) => "a list",
+        Value::Map(_) => "a map or object",
     }
 }
 
@@ -247,6 +307,55 @@ impl Block {
         Ok(())
     }
 
+    /// Checks that `value` is what Terraform always sends for this block: an object with exactly
+    /// its attributes and nested blocks, each of its type (null and unknown fit any type; a
+    /// nested block is a list of objects, or null, or unknown).
+    pub fn check_value(&self, value: &Value) -> Result<(), ValueMismatch> {
+        self.check_value_at(value, &AttributePath::root())
+    }
+
+    fn check_value_at(&self, value: &Value, path: &AttributePath) -> Result<(), ValueMismatch> {
+        let Value::Map(map) = value else {
+            return Err(ValueMismatch::new(
+                path.clone(),
+                format!("is {} where an object is expected", kind(value)),
+            ));
+        };
+        if let Some(extra) = map.keys().find(|k| {
+            self.find(k).is_none() && !self.blocks.iter().any(|b| b.type_name == k.as_str())
+        }) {
+            return Err(ValueMismatch::new(path.attr(extra), "is not in the schema"));
+        }
+        for attr in &self.attributes {
+            let at = path.attr(attr.name);
+            match map.get(attr.name) {
+                Some(v) => attr.ty.check(v, &at)?,
+                None => return Err(ValueMismatch::new(at, "is missing")),
+            }
+        }
+        for nested in &self.blocks {
+            let at = path.attr(nested.type_name);
+            match map.get(nested.type_name) {
+                Some(Value::Null | Value::Unknown(_)) => {}
+                Some(Value::List(items)) => {
+                    for (i, item) in items.iter().enumerate() {
+                        if !item.is_unknown() {
+                            nested.block.check_value_at(item, &at.index(i))?;
+                        }
+                    }
+                }
+                Some(v) => {
+                    return Err(ValueMismatch::new(
+                        at,
+                        format!("is {} where a list of blocks is expected", kind(v)),
+                    ))
+                }
+                None => return Err(ValueMismatch::new(at, "is missing")),
+            }
+        }
+        Ok(())
+    }
+
     /// Removes attributes the schema no longer has (from a state written by an older version).
     pub fn prune(&self, value: &mut Value) {
         let Some(map) = value.as_map_mut() else {
@@ -326,6 +435,24 @@ impl Schema {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid schema: {0}")]
 pub struct SchemaError(pub String);
+
+/// Where and how a value does not fit its schema: "tags is missing", "ports[0] is a string where
+/// number is expected", "the value is null where an object is expected".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} {problem}", if path.steps().is_empty() { "the value".to_owned() } else { path.to_string() })]
+pub struct ValueMismatch {
+    pub path: AttributePath,
+    pub problem: String,
+}
+
+impl ValueMismatch {
+    fn new(path: AttributePath, problem: impl Into<String>) -> Self {
+        ValueMismatch {
+            path,
+            problem: problem.into(),
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -8,7 +8,7 @@ use super::diagnostics::{Diagnostic, Diagnostics};
 use super::plan;
 use super::proto::plugin as plugin_pb;
 use super::proto::tfplugin6 as pb;
-use super::schema::Schema;
+use super::schema::{Block, Schema};
 use super::value::Value;
 use super::{DataSource, PlanChange, Provider, ReadOutcome, Resource};
 use std::collections::HashMap;
@@ -99,13 +99,13 @@ impl<P: Provider> ProviderService<P> {
     fn data_source(&self, type_name: &str) -> Result<&(Arc<dyn DataSource>, Schema), Diagnostics> {
         self.data_sources
             .get(type_name)
-            .ok_or_else(|| unknown_type("data source", type_name).into())
+            .ok_or_else(|| unknown_type("Data Source", type_name).into())
     }
 
     fn resource(&self, type_name: &str) -> Result<&(Arc<dyn Resource>, Schema), Diagnostics> {
         self.resources
             .get(type_name)
-            .ok_or_else(|| unknown_type("resource", type_name).into())
+            .ok_or_else(|| unknown_type("Resource", type_name).into())
     }
 }
 
@@ -119,7 +119,10 @@ fn stopped_diagnostic() -> Diagnostic {
 fn unknown_type(kind: &str, type_name: &str) -> Diagnostic {
     Diagnostic::error(
         format!("Unknown {kind} Type"),
-        format!("This provider has no {kind} named {type_name:?}. Check the type name and the provider version."),
+        format!(
+            "This provider has no {} named {type_name:?}. Check the type name and the provider version.",
+            kind.to_lowercase()
+        ),
     )
 }
 
@@ -139,11 +142,42 @@ fn decode(value: Option<&pb::DynamicValue>, what: &str) -> Result<Value, Diagnos
     })
 }
 
+/// Decodes a `DynamicValue` that must be an object of `block` (or null, where `null_ok`): what
+/// Terraform always sends, so anything else is a malformed request, refused before any work.
+fn decode_object(
+    value: Option<&pb::DynamicValue>,
+    what: &str,
+    block: &Block,
+    null_ok: bool,
+) -> Result<Value, Diagnostics> {
+    let value = decode(value, what)?;
+    if null_ok && value.is_null() {
+        return Ok(value);
+    }
+    block.check_value(&value).map_err(|err| {
+        Diagnostic::error(
+            "Invalid Request",
+            format!("The {what} sent by Terraform does not match the schema: {err}. This is a bug in Terraform or in the request."),
+        )
+        .at(err.path)
+    })?;
+    Ok(value)
+}
+
 fn encode(value: &Value) -> Option<pb::DynamicValue> {
     Some(pb::DynamicValue {
         msgpack: value.to_msgpack(),
         json: Vec::new(),
     })
+}
+
+/// Both the prior and the new state are null: a change of nothing, which Terraform never asks for.
+fn nothing_to_do(verb: &str) -> Diagnostics {
+    Diagnostic::error(
+        "Invalid Request",
+        format!("Terraform asked to {verb} a change from null to null (both states are empty). This is a bug in Terraform or in the request."),
+    )
+    .into()
 }
 
 /// Makes a result carry exactly the schema's attributes and no unknowns.
@@ -185,7 +219,13 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         request: Request<pb::validate_provider_config::Request>,
     ) -> Result<Response<pb::validate_provider_config::Response>, Status> {
         let req = request.into_inner();
-        let diagnostics = match decode(req.config.as_ref(), "provider configuration") {
+        let config = decode_object(
+            req.config.as_ref(),
+            "provider configuration",
+            &self.provider_schema.block,
+            false,
+        );
+        let diagnostics = match config {
             Ok(config) => self.provider.validate(&config),
             Err(diags) => diags,
         };
@@ -201,7 +241,11 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         let req = request.into_inner();
         let diagnostics = self
             .resource(&req.type_name)
-            .and_then(|(r, _)| Ok(r.validate(&decode(req.config.as_ref(), "configuration")?)))
+            .and_then(|(r, schema)| {
+                let config =
+                    decode_object(req.config.as_ref(), "configuration", &schema.block, false)?;
+                Ok(r.validate(&config))
+            })
             .unwrap_or_else(|d| d);
         Ok(Response::new(pb::validate_resource_config::Response {
             diagnostics: diagnostics.to_proto(),
@@ -215,7 +259,11 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         let req = request.into_inner();
         let diagnostics = self
             .data_source(&req.type_name)
-            .and_then(|(d, _)| Ok(d.validate(&decode(req.config.as_ref(), "configuration")?)))
+            .and_then(|(d, schema)| {
+                let config =
+                    decode_object(req.config.as_ref(), "configuration", &schema.block, false)?;
+                Ok(d.validate(&config))
+            })
             .unwrap_or_else(|d| d);
         Ok(Response::new(pb::validate_data_resource_config::Response {
             diagnostics: diagnostics.to_proto(),
@@ -247,13 +295,18 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                 )
                 .into());
             }
-            let mut state = Value::from_json(&raw.json).map_err(|e| {
-                Diagnostics::from(Diagnostic::error(
-                    "Invalid Stored State",
-                    format!("The stored state is not valid JSON: {e}."),
-                ))
-            })?;
+            let invalid = |detail: String| -> Diagnostics {
+                Diagnostic::error("Invalid Stored State", detail).into()
+            };
+            let mut state = Value::from_json(&raw.json)
+                .map_err(|e| invalid(format!("The stored state is not valid JSON: {e}.")))?;
+            // Attributes removed since the state was written are dropped; added ones become null.
+            // (What conform cannot fix, such as a state that is not an object, the check reports.)
             schema.block.prune(&mut state);
+            let _ = schema.block.conform(&mut state);
+            schema.block.check_value(&state).map_err(|e| {
+                invalid(format!("The stored state does not match the schema: {e}."))
+            })?;
             finish(schema, state, false)
         })();
         let (state, diagnostics) = match result {
@@ -272,7 +325,13 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
     ) -> Result<Response<pb::configure_provider::Response>, Status> {
         let req = request.into_inner();
         tracing::debug!(terraform_version = %req.terraform_version, "ConfigureProvider");
-        let diagnostics = match decode(req.config.as_ref(), "provider configuration") {
+        let config = decode_object(
+            req.config.as_ref(),
+            "provider configuration",
+            &self.provider_schema.block,
+            false,
+        );
+        let diagnostics = match config {
             Ok(mut config) => match self.provider_schema.block.conform(&mut config) {
                 Ok(()) => self
                     .unless_stopped(self.provider.configure(&req.terraform_version, &config))
@@ -298,7 +357,12 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         let current = req.current_state.clone();
         let result = async {
             let (resource, schema) = self.resource(&req.type_name)?;
-            let state = decode(req.current_state.as_ref(), "current state")?;
+            let state = decode_object(
+                req.current_state.as_ref(),
+                "current state",
+                &schema.block,
+                false,
+            )?;
             let (outcome, diags) = self.unless_stopped(resource.read(&state)).await??;
             let new_state = match outcome {
                 ReadOutcome::Found(v) => finish(schema, v, false)?,
@@ -323,9 +387,24 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         let req = request.into_inner();
         let result = async {
             let (resource, schema) = self.resource(&req.type_name)?;
-            let prior = decode(req.prior_state.as_ref(), "prior state")?;
-            let proposed = decode(req.proposed_new_state.as_ref(), "proposed new state")?;
-            let config = decode(req.config.as_ref(), "configuration")?;
+            let block = &schema.block;
+            let prior = decode_object(req.prior_state.as_ref(), "prior state", block, true)?;
+            let proposed = decode_object(
+                req.proposed_new_state.as_ref(),
+                "proposed new state",
+                block,
+                true,
+            )?;
+            // A destroy plan has no configuration; anything else has one.
+            let config = decode_object(
+                req.config.as_ref(),
+                "configuration",
+                block,
+                proposed.is_null(),
+            )?;
+            if prior.is_null() && proposed.is_null() {
+                return Err(nothing_to_do("plan"));
+            }
             if proposed.is_null() {
                 // Destroy: the plan stays null.
                 return Ok((Value::Null, Vec::new(), Diagnostics::new()));
@@ -369,8 +448,17 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         // one, and every AWS call is bounded by timeouts.
         let result = async {
             let (resource, schema) = self.resource(&req.type_name)?;
-            let prior = decode(req.prior_state.as_ref(), "prior state")?;
-            let planned = decode(req.planned_state.as_ref(), "planned state")?;
+            let prior =
+                decode_object(req.prior_state.as_ref(), "prior state", &schema.block, true)?;
+            let planned = decode_object(
+                req.planned_state.as_ref(),
+                "planned state",
+                &schema.block,
+                true,
+            )?;
+            if prior.is_null() && planned.is_null() {
+                return Err(nothing_to_do("apply"));
+            }
             let (state, mut diags) = if planned.is_null() {
                 let diags = resource.delete(&prior).await;
                 // A failed delete leaves the object in place.
@@ -438,7 +526,7 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         tracing::debug!(type_name = %req.type_name, "ReadDataSource");
         let result = async {
             let (data_source, schema) = self.data_source(&req.type_name)?;
-            let config = decode(req.config.as_ref(), "configuration")?;
+            let config = decode_object(req.config.as_ref(), "configuration", &schema.block, false)?;
             let state = self.unless_stopped(data_source.read(&config)).await??;
             finish(schema, state, false)
         }

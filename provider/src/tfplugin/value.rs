@@ -9,6 +9,11 @@ use std::fmt;
 /// msgpack extension payload of the classic "unknown" value (`d4 00 00`).
 const UNKNOWN_EXT: (i8, [u8; 1]) = (0, [0]);
 
+/// How deep the msgpack decoder may recurse (each nested array or map costs about two): ample
+/// for any schema (ours nest four deep), and shallow enough for a 2 MiB tokio worker stack even
+/// in a debug build, where rmpv's default of 1024 overflowed it and aborted the provider.
+const MAX_DEPTH: usize = 128;
+
 /// A value as Terraform sends it. Objects and maps are both [`Value::Map`]; lists, sets and tuples
 /// are [`Value::List`]; the schema says which is which.
 #[derive(Debug, Clone, PartialEq)]
@@ -155,7 +160,7 @@ impl Value {
             return Ok(Value::Null);
         }
         let mut reader = bytes;
-        let raw = rmpv::decode::read_value(&mut reader)
+        let raw = rmpv::decode::read_value_with_max_depth(&mut reader, MAX_DEPTH)
             .map_err(|e| DecodeError::Msgpack(e.to_string()))?;
         if !reader.is_empty() {
             return Err(DecodeError::Msgpack(format!(
