@@ -109,8 +109,15 @@ async fn schedule(
     check_bucket_region(&aws, &args.publish)?;
     let outputs = Outputs::new(&aws, &args.publish);
     let target = outputs.target(&args.publish);
+    let signals = match StopSignals::listen() {
+        Ok(signals) => signals,
+        Err(err) => {
+            tracing::error!("cannot listen for SIGTERM/SIGINT, so could not stop cleanly: {err}");
+            return Ok(EXIT_ERROR);
+        }
+    };
     let (stop_tx, mut stop_rx) = mpsc::unbounded_channel();
-    tokio::spawn(forward_stop_signals(stop_tx));
+    tokio::spawn(signals.forward(stop_tx));
     tracing::info!(every = %humantime::format_duration(args.every), "running publish and sweep on a schedule");
     let cycle = Cycle {
         aws: &aws,
@@ -140,31 +147,33 @@ fn check_bucket_region(aws: &Aws, args: &PublishArgs) -> Result<(), UsageError> 
     Ok(())
 }
 
-/// Sends one message per SIGTERM or SIGINT received.
-async fn forward_stop_signals(stop: mpsc::UnboundedSender<()>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(err) => {
-            tracing::error!("cannot listen for SIGTERM: {err}");
-            return;
-        }
-    };
-    let mut interrupt = match signal(SignalKind::interrupt()) {
-        Ok(s) => s,
-        Err(err) => {
-            tracing::error!("cannot listen for SIGINT: {err}");
-            return;
-        }
-    };
-    loop {
-        let name = tokio::select! {
-            _ = terminate.recv() => "SIGTERM",
-            _ = interrupt.recv() => "SIGINT",
-        };
-        tracing::info!(signal = name, "stop requested");
-        if stop.send(()).is_err() {
-            return;
+/// Listens for SIGTERM and SIGINT; set up before the loop starts, so a failure to listen is an
+/// error at startup rather than a loop that could not be stopped (or stopped at once).
+struct StopSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn listen() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Sends one message per signal received, for as long as the receiver lives.
+    async fn forward(mut self, stop: mpsc::UnboundedSender<()>) {
+        loop {
+            let name = tokio::select! {
+                _ = self.terminate.recv() => "SIGTERM",
+                _ = self.interrupt.recv() => "SIGINT",
+            };
+            tracing::info!(signal = name, "stop requested");
+            if stop.send(()).is_err() {
+                return;
+            }
         }
     }
 }
