@@ -14,75 +14,15 @@ use allowlist_core::wildcard::Pattern;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
-use proptest::test_runner::Config;
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::path::PathBuf;
+
+#[path = "../../fuzz/harness.rs"]
+mod harness;
+use harness::{config, corpus, corpus_root, expect, Expect};
 
 // ------------------------------------------------------------------------------------------------
-// Harness: case counts, no failure files, the corpus.
-
-/// `cases` unless `PROPTEST_CASES` asks for more (or fewer). Failures are not persisted: a real
-/// regression is added to the corpus by hand, named for what it was.
-fn config(cases: u32) -> Config {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(cases);
-    Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
-
-/// What a corpus file's name promises about its input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Expect {
-    /// `ok_…`: accepted.
-    Ok,
-    /// `err_…`: refused.
-    Err,
-    /// `world_…` (CIDRs only): accepted only with allow_world.
-    World,
-    /// `match_…` / `nomatch_…` (wildcards only).
-    Match(bool),
-    /// Anything else (`any_…`): only "no panic".
-    Any,
-}
-
-fn expect(name: &str) -> Expect {
-    // A fixed crash is kept as `regression_<expectation>_<what it was>`.
-    let name = name.strip_prefix("regression_").unwrap_or(name);
-    match name.split('_').next() {
-        Some("ok") => Expect::Ok,
-        Some("err") => Expect::Err,
-        Some("world") => Expect::World,
-        Some("match") => Expect::Match(true),
-        Some("nomatch") => Expect::Match(false),
-        _ => Expect::Any,
-    }
-}
-
-fn corpus_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus")
-}
-
-/// Every file of `fuzz/corpus/<target>/`, sorted, with its name and bytes.
-fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = corpus_root().join(target);
-    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| {
-            let path = entry.expect("corpus entry").path();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read(&path).expect("corpus file"))
-        })
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "{} is empty", dir.display());
-    files
-}
+// The corpus of this file's targets (case counts and corpus reading: fuzz/harness.rs).
 
 /// The corpus of a text target: the file's bytes, exactly, as a string.
 fn text_corpus(target: &str) -> Vec<(String, String)> {

@@ -11,9 +11,8 @@
 
 use allowlist_core::clock::{self, FixedClock};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
+use proptest::test_runner::TestRunner;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use terraform_provider_allowlist::provider::{
@@ -27,51 +26,12 @@ use tonic::Request;
 
 use pb::provider_server::Provider as _;
 
+#[path = "../../fuzz/harness.rs"]
+mod harness;
+use harness::{check_accepted, config, corpus};
+
 // ------------------------------------------------------------------------------------------------
-// Harness: case counts, no failure files, the corpus.
-
-/// `cases` unless `PROPTEST_CASES` asks for more (or fewer). Failures are not persisted: a real
-/// regression is added to the corpus by hand, named for what it was.
-fn config(cases: u32) -> Config {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(cases);
-    Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
-
-/// Every file of `fuzz/corpus/<target>/`, sorted, with its name and bytes. A name starting with
-/// `ok_` promises acceptance, `err_` refusal; anything else (`any_…`) only "no panic".
-fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/corpus")
-        .join(target);
-    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| {
-            let path = entry.expect("corpus entry").path();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read(&path).expect("corpus file"))
-        })
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "{} is empty", dir.display());
-    files
-}
-
-fn check_expectation(name: &str, accepted: bool) {
-    // A fixed crash is kept as `regression_<expectation>_<what it was>`.
-    let name = name.strip_prefix("regression_").unwrap_or(name);
-    if name.starts_with("ok_") {
-        assert!(accepted, "{name} was refused");
-    } else if name.starts_with("err_") {
-        assert!(!accepted, "{name} was accepted");
-    }
-}
+// The provider and its schemas (case counts and corpus reading: fuzz/harness.rs).
 
 fn provider() -> AllowlistProvider {
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_763_726_400);
@@ -399,7 +359,7 @@ proptest! {
 fn msgpack_corpus() {
     for (name, bytes) in corpus("msgpack") {
         let accepted = on_small_stack(move || check_msgpack(&bytes));
-        check_expectation(&name, accepted);
+        check_accepted(&name, accepted);
     }
 }
 
@@ -590,7 +550,7 @@ proptest! {
 fn json_corpus() {
     for (name, bytes) in corpus("json") {
         let accepted = on_small_stack(move || check_json(&bytes));
-        check_expectation(&name, accepted);
+        check_accepted(&name, accepted);
     }
 }
 
@@ -737,7 +697,7 @@ proptest! {
 fn ttl_corpus() {
     for (name, bytes) in corpus("ttl") {
         let s = String::from_utf8_lossy(&bytes);
-        check_expectation(&name, check_ttl(&s));
+        check_accepted(&name, check_ttl(&s));
     }
 }
 
@@ -981,6 +941,6 @@ fn plan_corpus() {
             .into_inner();
         check_diagnostics(&r.diagnostics);
         let accepted = !r.diagnostics.iter().any(|d| d.severity == ERROR);
-        check_expectation(&name, accepted);
+        check_accepted(&name, accepted);
     }
 }

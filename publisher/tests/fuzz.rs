@@ -11,24 +11,12 @@
 use allowlist_publisher::cli::{Cli, Command};
 use clap::Parser;
 use proptest::prelude::*;
-use proptest::test_runner::Config;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
-use std::path::PathBuf;
 
-/// `cases` unless `PROPTEST_CASES` asks for more (or fewer). Failures are not persisted: a real
-/// regression is added to the corpus by hand, named for what it was.
-fn config(cases: u32) -> Config {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(cases);
-    Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
+#[path = "../../fuzz/harness.rs"]
+mod harness;
+use harness::{config, corpus, expect, Expect};
 
 /// What happened to one argument vector.
 #[derive(Debug, PartialEq, Eq)]
@@ -207,29 +195,18 @@ proptest! {
 
 #[test]
 fn publisher_args_corpus() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/publisher_args");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    assert!(!files.is_empty());
-    for path in files {
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    for (name, bytes) in corpus("publisher_args") {
         // One argument per line; a file that ends in a newline has no extra empty argument.
-        let bytes = std::fs::read(&path).unwrap();
         let bytes = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
         let args: Vec<OsString> = bytes
             .split(|b| *b == b'\n')
             .map(|a| OsString::from_vec(a.to_vec()))
             .collect();
         let outcome = check(args);
-        // A fixed crash is kept as `regression_<expectation>_<what it was>`.
-        let expectation = name.strip_prefix("regression_").unwrap_or(&name);
-        let want = match expectation.split('_').next() {
-            Some("ok") => Some(Outcome::Accepted),
-            Some("err") => Some(Outcome::Refused),
-            Some("info") => Some(Outcome::Informational),
+        let want = match expect(&name) {
+            Expect::Ok => Some(Outcome::Accepted),
+            Expect::Err => Some(Outcome::Refused),
+            Expect::Info => Some(Outcome::Informational),
             _ => None,
         };
         if let Some(want) = want {
