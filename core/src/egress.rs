@@ -190,13 +190,23 @@ pub async fn lookup(aws: &Aws, query: &EgressQuery) -> Result<EgressIps, LookupE
 /// Turns the requested region list into concrete region names: `["all"]` becomes every region
 /// enabled for the account (asked in the home region); names are checked and de-duplicated.
 pub async fn resolve_regions(aws: &Aws, requested: &[String]) -> Result<Vec<String>, LookupError> {
+    let regions = check_requested_regions(requested)?;
+    if regions.iter().any(|r| r == ALL_REGIONS) {
+        return enabled_regions(aws).await.map_err(LookupError::ListRegions);
+    }
+    Ok(regions)
+}
+
+/// Checks a requested region list without asking AWS: [`ALL_REGIONS`] alone, or region names
+/// (checked for shape, de-duplicated, in their order).
+pub fn check_requested_regions(requested: &[String]) -> Result<Vec<String>, LookupError> {
     if requested.iter().any(|r| r == ALL_REGIONS) {
         if requested.len() > 1 {
             return Err(LookupError::BadRegion(format!(
                 "\"{ALL_REGIONS}\" must be the only value when used"
             )));
         }
-        return enabled_regions(aws).await.map_err(LookupError::ListRegions);
+        return Ok(requested.to_vec());
     }
     if requested.is_empty() {
         return Err(LookupError::NoRegions);

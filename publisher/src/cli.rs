@@ -4,8 +4,9 @@
 
 use crate::publish::PublishOptions;
 use crate::sweep::SweepOptions;
-use allowlist_core::egress::{EgressQuery, Filter, FilterProblem, ALL_REGIONS};
-use allowlist_core::region;
+use allowlist_core::egress::{
+    check_requested_regions, EgressQuery, Filter, FilterProblem, LookupError, ALL_REGIONS,
+};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -107,26 +108,13 @@ pub struct RegionsArg {
 impl RegionsArg {
     /// The region list, each name checked for shape ("all" alone, or region names).
     pub fn checked(&self) -> Result<Vec<String>, UsageError> {
-        let usage = |message| UsageError::new("--regions", message);
-        if self.regions.iter().any(|r| r == ALL_REGIONS) {
-            if self.regions.len() > 1 {
-                return Err(usage(format!(
-                    "\"{ALL_REGIONS}\" must be the only value when used"
-                )));
-            }
-            return Ok(self.regions.clone());
-        }
-        if self.regions.is_empty() {
-            return Err(usage("give at least one region, or \"all\"".to_owned()));
-        }
-        let mut regions = Vec::new();
-        for name in &self.regions {
-            region::check_name(name).map_err(usage)?;
-            if !regions.contains(name) {
-                regions.push(name.clone());
-            }
-        }
-        Ok(regions)
+        check_requested_regions(&self.regions).map_err(|err| {
+            let message = match err {
+                LookupError::NoRegions => "give at least one region, or \"all\"".to_owned(),
+                other => other.to_string(),
+            };
+            UsageError::new("--regions", message)
+        })
     }
 }
 
