@@ -14,6 +14,8 @@ import os
 import shutil
 import subprocess
 import zipfile
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -66,17 +68,33 @@ def test_quickstart_runs_end_to_end():
     assert "quickstart: ok" in result.stderr
 
 
-@pytest.mark.parametrize("version", TERRAFORM_VERSIONS)
-def test_release_install_lets_terraform_init_work_offline(tmp_path, version):
-    # Package the (debug) build as a release and install it where Terraform looks by itself.
-    plugins = tmp_path / "home" / ".terraform.d" / "plugins"
-    dist = tmp_path / "dist"
-    release = subprocess.run(
+@dataclass
+class Release:
+    """What one `scripts/release --debug` run produced: its HOME, dist dir and version."""
+
+    home: Path
+    dist: Path
+    version: str
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
+    """Package the (debug) build as a release, once, and install it where Terraform looks by
+    itself (`~/.terraform.d/plugins` of a HOME of its own)."""
+    root = tmp_path_factory.mktemp("release")
+    plugins = root / "home" / ".terraform.d" / "plugins"
+    dist = root / "dist"
+    result = subprocess.run(
         [str(REPO / "scripts" / "release"), "--debug", "--plugins-dir", str(plugins), "--dist", str(dist)],
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )
-    assert release.returncode == 0, release.stdout + release.stderr
-    version_string = next(p.name for p in (plugins / "registry.terraform.io/allowlist/allowlist").iterdir())
+    assert result.returncode == 0, result.stdout + result.stderr
+    version = next(p.name for p in (plugins / "registry.terraform.io/allowlist/allowlist").iterdir())
+    return Release(home=root / "home", dist=dist, version=version)
+
+
+def test_release_artefacts(release):
+    dist, version_string = release.dist, release.version
     artefacts = sorted(p.name for p in dist.iterdir())
     assert artefacts == sorted([
         f"allowlist-publisher_{version_string}_linux_amd64.zip",
@@ -95,12 +113,15 @@ def test_release_install_lets_terraform_init_work_offline(tmp_path, version):
     with zipfile.ZipFile(dist / f"terraform-provider-allowlist_{version_string}_linux_amd64.zip") as z:
         assert z.namelist() == [f"terraform-provider-allowlist_v{version_string}"]
 
+
+@pytest.mark.parametrize("version", TERRAFORM_VERSIONS)
+def test_release_install_lets_terraform_init_work_offline(release, tmp_path, version):
     # `terraform init` in a copy of examples/quickstart, offline, with no CLI config at all.
     work = tmp_path / "quickstart"
     shutil.copytree(REPO / "examples" / "quickstart", work)
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp_path / "home"),
+        "HOME": str(release.home),
         "TF_CLI_CONFIG_FILE": "/dev/null",
         "CHECKPOINT_DISABLE": "1",
         "TF_IN_AUTOMATION": "1",
@@ -111,5 +132,5 @@ def test_release_install_lets_terraform_init_work_offline(tmp_path, version):
         cwd=work, env=env, capture_output=True, text=True, timeout=300,
     )
     assert init.returncode == 0, init.stdout + init.stderr
-    assert f"Installed allowlist/allowlist v{version_string}" in init.stdout, init.stdout
+    assert f"Installed allowlist/allowlist v{release.version}" in init.stdout, init.stdout
     assert (work / ".terraform.lock.hcl").exists()
