@@ -829,17 +829,23 @@ pub async fn set_description(
 /// Revokes `rules`, one call per security group. Rules that are already gone are success; rules
 /// are only revoked by id, so nothing but these rules is touched.
 pub async fn revoke(aws: &Aws, region: &str, rules: &[Rule]) -> Result<(), AwsError> {
-    let mut by_group: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for rule in rules {
-        by_group
-            .entry(&rule.group_id)
-            .or_default()
-            .push(rule.id.clone());
-    }
-    for (group, ids) in by_group {
-        revoke_in_group(aws, region, group, ids).await?;
+    for (group, rules) in by_group(rules) {
+        revoke_in_group(aws, region, group, rule_ids(&rules)).await?;
     }
     Ok(())
+}
+
+/// `rules` by security group (one revoke call each), groups in order.
+pub(crate) fn by_group(rules: &[Rule]) -> BTreeMap<&str, Vec<&Rule>> {
+    let mut groups: BTreeMap<&str, Vec<&Rule>> = BTreeMap::new();
+    for rule in rules {
+        groups.entry(&rule.group_id).or_default().push(rule);
+    }
+    groups
+}
+
+pub(crate) fn rule_ids(rules: &[&Rule]) -> Vec<String> {
+    rules.iter().map(|r| r.id.clone()).collect()
 }
 
 /// Revokes the rules `ids` of one security group in one call. Already gone (rule or group) is

@@ -6,9 +6,8 @@
 
 use crate::aws::Aws;
 use crate::error::AwsError;
-use crate::ingress::{managed_rules, revoke_in_group, Rule};
+use crate::ingress::{by_group, managed_rules, revoke_in_group, rule_ids, Rule};
 use futures::StreamExt;
-use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 /// Security groups revoked from at the same time, per region.
@@ -76,26 +75,24 @@ pub async fn sweep_region(
     if dry_run || sweep.expired.is_empty() {
         return Ok(sweep);
     }
-    let mut by_group: BTreeMap<String, Vec<Rule>> = BTreeMap::new();
-    for rule in &sweep.expired {
-        by_group
-            .entry(rule.group_id.clone())
-            .or_default()
-            .push(rule.clone());
-    }
-    let mut results = futures::stream::iter(by_group)
+    let groups = by_group(&sweep.expired);
+    let mut results = futures::stream::iter(groups)
         .map(|(group, rules)| async move {
-            let ids = rules.iter().map(|r| r.id.clone()).collect();
-            let result = revoke_in_group(aws, region, &group, ids).await;
+            let result = revoke_in_group(aws, region, group, rule_ids(&rules)).await;
             (group, rules, result)
         })
         .buffer_unordered(GROUP_CONCURRENCY);
     while let Some((group_id, rules, result)) = results.next().await {
         match result {
-            Ok(()) => sweep.revoked.extend(rules),
-            Err(error) => sweep.failures.push(GroupFailure { group_id, error }),
+            Ok(()) => sweep.revoked.extend(rules.into_iter().cloned()),
+            Err(error) => sweep.failures.push(GroupFailure {
+                group_id: group_id.to_owned(),
+                error,
+            }),
         }
     }
+    // The stream borrows `sweep.expired`; end it before `sweep` moves out.
+    drop(results);
     sweep.revoked.sort();
     sweep.failures.sort_by(|a, b| a.group_id.cmp(&b.group_id));
     Ok(sweep)
