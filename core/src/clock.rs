@@ -27,7 +27,23 @@ impl SystemClock {
     pub fn ahead_by(offset: Duration) -> Self {
         SystemClock { offset }
     }
+
+    /// The system clock, run ahead by [`OFFSET_ENV`] when it is set (a testing aid, logged as a
+    /// warning). Err says why the variable's value is not a duration.
+    pub fn from_env() -> Result<Self, String> {
+        let Ok(offset) = std::env::var(OFFSET_ENV) else {
+            return Ok(SystemClock::new());
+        };
+        let d = humantime::parse_duration(&offset)
+            .map_err(|err| format!("{OFFSET_ENV}={offset:?} is not a duration: {err}"))?;
+        tracing::warn!(%offset, "{OFFSET_ENV} is set: the clock runs ahead (testing only)");
+        Ok(SystemClock::ahead_by(d))
+    }
 }
+
+/// Testing aid shared by the provider and the publisher: runs their clock ahead by this duration
+/// (e.g. `25h`), so tests can see grants expire without waiting. Never needed in normal use.
+pub const OFFSET_ENV: &str = "ALLOWLIST_CLOCK_OFFSET";
 
 impl Clock for SystemClock {
     fn now(&self) -> SystemTime {

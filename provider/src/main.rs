@@ -7,10 +7,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use terraform_provider_allowlist::{provider, tfplugin};
 
-/// Testing aid: runs the provider's clock ahead by this duration (e.g. `25h`), so tests can see
-/// grants expire without waiting. Never needed in normal use.
-const CLOCK_OFFSET_ENV: &str = "ALLOWLIST_CLOCK_OFFSET";
-
 fn main() -> ExitCode {
     if let Err(err) = tfplugin::handshake::check_cookie() {
         eprintln!("{err}");
@@ -28,18 +24,12 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let clock = match std::env::var(CLOCK_OFFSET_ENV) {
-        Ok(offset) => match humantime::parse_duration(&offset) {
-            Ok(d) => {
-                tracing::warn!(%offset, "{CLOCK_OFFSET_ENV} is set: the clock runs ahead (testing only)");
-                SystemClock::ahead_by(d)
-            }
-            Err(err) => {
-                eprintln!("terraform-provider-allowlist: {CLOCK_OFFSET_ENV}={offset:?} is not a duration: {err}");
-                return ExitCode::from(1);
-            }
-        },
-        Err(_) => SystemClock::new(),
+    let clock = match SystemClock::from_env() {
+        Ok(clock) => clock,
+        Err(err) => {
+            eprintln!("terraform-provider-allowlist: {err}");
+            return ExitCode::from(1);
+        }
     };
     let provider = provider::AllowlistProvider::new(Arc::new(clock));
     let result = runtime.block_on(tfplugin::handshake::serve(provider));
