@@ -7,12 +7,19 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use terraform_provider_allowlist::{provider, tfplugin};
 
+/// Log lines say `allowlist.<module>`; our crates log at any level Terraform asks for, and
+/// dependencies (AWS SDK, HTTP, TLS) at most at INFO.
+const LOG_SOURCE: tfplugin::log::Source = tfplugin::log::Source {
+    name: "allowlist",
+    own_targets: &["terraform_provider_allowlist", "allowlist_core"],
+};
+
 fn main() -> ExitCode {
     if let Err(err) = tfplugin::handshake::check_cookie() {
         eprintln!("{err}");
         return ExitCode::from(1);
     }
-    tfplugin::log::init();
+    tfplugin::log::init(LOG_SOURCE);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -4,10 +4,10 @@
 use super::proto::tfplugin6 as pb;
 
 /// A step-by-step path to an attribute: `regions[1]`, `tags["Name"]`, `filter[0].name`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct AttributePath(Vec<Step>);
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Step {
     Attr(String),
     Key(String),
@@ -18,6 +18,11 @@ impl AttributePath {
     /// The path of the whole object (no steps).
     pub fn root() -> Self {
         AttributePath(Vec::new())
+    }
+
+    /// The path of the top-level attribute `name`.
+    pub fn of(name: &str) -> Self {
+        Self::root().attr(name)
     }
 
     fn with(&self, step: Step) -> Self {

@@ -1,9 +1,10 @@
 //! Logs as hclog JSON lines on stderr, the format Terraform's plugin client parses, so
 //! `TF_LOG=debug` / `TF_LOG_PROVIDER=debug` show them with their levels and fields.
 //!
-//! Terraform filters by level itself; we pre-filter with the same variables to save work. Logs of
-//! our dependencies (the AWS SDK, HTTP and TLS stacks) are capped at INFO, so request details with
-//! signed headers never reach the log at any level.
+//! Terraform filters by level itself; we pre-filter with the same variables to save work. Only the
+//! targets the caller names as its own (crate-name prefixes) log at every level; everything else
+//! (the AWS SDK, HTTP and TLS stacks) is capped at INFO, so request details with signed headers
+//! never reach the log at any level.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -12,15 +13,16 @@ use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 
-/// Crate-name prefixes whose events are ours and may be logged at any level.
-const OWN_TARGETS: &[&str] = &[
-    "terraform_provider_allowlist",
-    "allowlist_core",
-    "allowlist_publisher",
-];
+/// Who logs: the provider's name, which prefixes each line's `@module` (`name.module.path`), and
+/// the crate-name prefixes whose events are its own and may be logged at any level.
+#[derive(Debug, Clone, Copy)]
+pub struct Source {
+    pub name: &'static str,
+    pub own_targets: &'static [&'static str],
+}
 
 /// Installs the logger, at the level Terraform would show for this provider.
-pub fn init() {
+pub fn init(source: Source) {
     let level = level_from_env(
         std::env::var("TF_LOG_PROVIDER").ok().as_deref(),
         std::env::var("TF_LOG").ok().as_deref(),
@@ -28,7 +30,7 @@ pub fn init() {
     if let Some(max) = level {
         // A second init (tests) keeps the first logger.
         let _ = tracing_subscriber::registry()
-            .with(HclogLayer { max })
+            .with(HclogLayer { max, source })
             .try_init();
     }
 }
@@ -53,11 +55,16 @@ pub fn level_from_env(provider: Option<&str>, global: Option<&str>) -> Option<Le
 
 struct HclogLayer {
     max: Level,
+    source: Source,
 }
 
 impl<S: Subscriber> Layer<S> for HclogLayer {
     fn enabled(&self, metadata: &tracing::Metadata<'_>, _ctx: Context<'_, S>) -> bool {
-        let own = OWN_TARGETS.iter().any(|t| metadata.target().starts_with(t));
+        let own = self
+            .source
+            .own_targets
+            .iter()
+            .any(|t| metadata.target().starts_with(t));
         let cap = if own {
             self.max
         } else {
@@ -67,22 +74,21 @@ impl<S: Subscriber> Layer<S> for HclogLayer {
     }
 
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
-        let line = render(event.metadata().level(), event.metadata().target(), |v| {
-            event.record(v)
-        });
+        let module = module(self.source.name, event.metadata().target());
+        let line = render(event.metadata().level(), &module, |v| event.record(v));
         let mut err = std::io::stderr().lock();
         let _ = err.write_all(line.as_bytes());
     }
 }
 
 /// One hclog JSON line (with its newline) for an event.
-fn render(level: &Level, target: &str, record: impl FnOnce(&mut dyn Visit)) -> String {
+fn render(level: &Level, module: &str, record: impl FnOnce(&mut dyn Visit)) -> String {
     let mut fields = Fields::default();
     record(&mut fields);
     let mut obj = serde_json::Map::new();
     obj.insert("@level".into(), level.as_str().to_ascii_lowercase().into());
     obj.insert("@message".into(), fields.message.into());
-    obj.insert("@module".into(), module(target).into());
+    obj.insert("@module".into(), module.into());
     obj.insert(
         "@timestamp".into(),
         humantime::format_rfc3339_micros(std::time::SystemTime::now())
@@ -97,13 +103,14 @@ fn render(level: &Level, target: &str, record: impl FnOnce(&mut dyn Visit)) -> S
     line
 }
 
-/// `terraform_provider_allowlist::data_source_egress_ips` → `allowlist.data_source_egress_ips`.
-fn module(target: &str) -> String {
+/// The `@module` of an event: with name `example`, target `my_crate::egress::lookup` gives
+/// `example.egress.lookup` (the crate name dropped) and `my_crate` alone gives `example`.
+fn module(name: &str, target: &str) -> String {
     let rest = target.split_once("::").map_or("", |(_, r)| r);
     if rest.is_empty() {
-        "allowlist".to_owned()
+        name.to_owned()
     } else {
-        format!("allowlist.{}", rest.replace("::", "."))
+        format!("{name}.{}", rest.replace("::", "."))
     }
 }
 
@@ -161,11 +168,13 @@ mod tests {
 
     #[test]
     fn lines_are_hclog_json_with_microsecond_timestamps() {
-        let line = render(&Level::WARN, "terraform_provider_allowlist::egress", |_| {});
+        let module = module("example", "my_crate::egress");
+        let line = render(&Level::WARN, &module, |_| {});
         assert!(line.ends_with('\n'));
         let parsed: serde_json::Value = serde_json::from_str(&line).expect("json");
         assert_eq!(parsed["@level"], "warn");
-        assert_eq!(parsed["@module"], "allowlist.egress");
+        assert_eq!(parsed["@module"], "example.egress");
+        assert_eq!(super::module("example", "my_crate"), "example");
         let ts = parsed["@timestamp"].as_str().expect("timestamp");
         // 2026-11-21T12:03:21.730764Z: exactly six fractional digits, as go-plugin requires.
         let frac = ts.split('.').nth(1).expect("fraction");

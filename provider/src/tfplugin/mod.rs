@@ -27,7 +27,7 @@ pub mod proto {
 
 pub use diagnostics::{AttributePath, Diagnostic, Diagnostics};
 pub use schema::{Attribute, Block, Mode, Nesting, Schema, Type};
-pub use value::{Tri, Value};
+pub use value::{ToValue, Tri, Value};
 
 use async_trait::async_trait;
 use std::sync::Arc;

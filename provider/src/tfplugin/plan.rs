@@ -67,6 +67,24 @@ pub fn requires_replace(block: &Block, prior: &Value, planned: &Value) -> Vec<At
         .collect()
 }
 
+/// Every path whose change requires replacement: the changed force-new attributes plus the
+/// resource's own `extra` reasons (ignored on create), sorted and without repeats.
+pub fn replace_paths(
+    block: &Block,
+    prior: &Value,
+    planned: &Value,
+    extra: Vec<AttributePath>,
+) -> Vec<AttributePath> {
+    let mut paths = requires_replace(block, prior, planned);
+    if !prior.is_null() {
+        paths.extend(extra);
+    }
+    // Sorted first: dedup only drops adjacent repeats.
+    paths.sort();
+    paths.dedup();
+    paths
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +188,24 @@ mod tests {
         assert!(
             requires_replace(&block(), &prior, &Value::Null).is_empty(),
             "destroy"
+        );
+    }
+
+    #[test]
+    fn replace_paths_are_sorted_and_unique() {
+        let prior = obj(&[("name", Value::string("a")), ("note", Value::Null)]);
+        let planned = obj(&[("name", Value::string("b")), ("note", Value::Null)]);
+        let name = AttributePath::of("name");
+        let note = AttributePath::of("note");
+        // "name" comes from the force-new rule and twice more from the resource, not adjacent.
+        let extra = vec![name.clone(), note.clone(), name.clone()];
+        assert_eq!(
+            replace_paths(&block(), &prior, &planned, extra.clone()),
+            vec![name, note]
+        );
+        assert!(
+            replace_paths(&block(), &Value::Null, &planned, extra).is_empty(),
+            "create"
         );
     }
 }

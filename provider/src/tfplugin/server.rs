@@ -418,11 +418,12 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
             };
             self.unless_stopped(resource.modify_plan(&mut change))
                 .await?;
-            let mut replace = plan::requires_replace(&schema.block, &prior, &change.planned);
-            if !prior.is_null() {
-                replace.extend(change.requires_replace);
-            }
-            replace.dedup();
+            let replace = plan::replace_paths(
+                &schema.block,
+                &prior,
+                &change.planned,
+                change.requires_replace,
+            );
             let planned = finish(schema, change.planned, true)?;
             Ok((planned, replace, change.diagnostics))
         }

@@ -136,6 +136,13 @@ impl Value {
         }
     }
 
+    /// Sets the attribute `name` of an object (nothing happens when this is not an object).
+    pub fn set(&mut self, name: &str, value: Value) {
+        if let Value::Map(map) = self {
+            map.insert(name.to_owned(), value);
+        }
+    }
+
     /// Mutable access to an object's attribute map.
     pub fn as_map_mut(&mut self) -> Option<&mut BTreeMap<String, Value>> {
         match self {
@@ -294,6 +301,10 @@ impl<T> Tri<T> {
     pub fn is_unknown(&self) -> bool {
         matches!(self, Tri::Unknown)
     }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self, Tri::Null)
+    }
 }
 
 /// Reading a typed value out of a [`Value`], with a diagnostic at `path` when the type is wrong
@@ -399,6 +410,55 @@ impl<T: FromValue> FromValue for BTreeMap<String, Tri<T>> {
                 .collect(),
             v => Err(wrong_type(path, Self::EXPECTED, v)),
         }
+    }
+}
+
+/// Writing a typed value as a [`Value`]: the inverse of [`FromValue`].
+pub trait ToValue {
+    fn to_value(&self) -> Value;
+}
+
+impl ToValue for String {
+    fn to_value(&self) -> Value {
+        Value::String(self.clone())
+    }
+}
+
+impl ToValue for bool {
+    fn to_value(&self) -> Value {
+        Value::Bool(*self)
+    }
+}
+
+impl ToValue for i64 {
+    fn to_value(&self) -> Value {
+        Value::Number(Number::Int(*self))
+    }
+}
+
+impl<T: ToValue> ToValue for Tri<T> {
+    fn to_value(&self) -> Value {
+        match self {
+            Tri::Null => Value::Null,
+            Tri::Unknown => Value::unknown(),
+            Tri::Known(v) => v.to_value(),
+        }
+    }
+}
+
+impl<T: ToValue> ToValue for Vec<T> {
+    fn to_value(&self) -> Value {
+        Value::List(self.iter().map(ToValue::to_value).collect())
+    }
+}
+
+impl<T: ToValue> ToValue for BTreeMap<String, T> {
+    fn to_value(&self) -> Value {
+        Value::Map(
+            self.iter()
+                .map(|(k, v)| (k.clone(), v.to_value()))
+                .collect(),
+        )
     }
 }
 
@@ -511,5 +571,16 @@ mod tests {
             .expect_err("bool in a string list");
         assert_eq!(err.path, Some(root.attr("l").index(1)));
         assert!(obj.get::<i64>(&root, "s").is_err());
+    }
+
+    #[test]
+    fn typed_values_write_back_as_they_were_read() {
+        let list = Value::List(vec![Value::string("a"), Value::unknown(), Value::Null]);
+        let read = Vec::<Tri<String>>::read(&list, &AttributePath::root()).expect("list");
+        assert_eq!(read.to_value(), list);
+        let map = Value::object([("n", Value::Number(Number::Int(7)))]);
+        let read = BTreeMap::<String, Tri<i64>>::read(&map, &AttributePath::root()).expect("map");
+        assert_eq!(read.to_value(), map);
+        assert_eq!(Tri::<bool>::Unknown.to_value(), Value::unknown());
     }
 }
