@@ -5,7 +5,6 @@
 
 pub mod data_source_egress_ips;
 pub mod diagnostics;
-pub mod docs;
 pub mod provider;
 pub mod resource_temporary_ingress;
 pub mod rule_snapshot;

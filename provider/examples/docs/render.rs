@@ -2,12 +2,13 @@
 //! built from the schema descriptions (the single source of truth) and the files under
 //! `examples/`, plus the hand-written guides under `templates/guides/`, copied as they are.
 //!
-//! `scripts/docs` writes the pages; a test renders them again and fails when `docs/` is stale.
+//! `scripts/docs` writes the pages; a test (`cargo test`, in `main.rs`) renders them again and
+//! fails when `docs/` is stale. Not part of the provider library: nothing here ships.
 
-use crate::tfplugin::schema::{Attribute, Block, Mode, Nesting, Type};
-use crate::tfplugin::Provider;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use terraform_provider_allowlist::tfplugin::schema::{Attribute, Block, Mode, Nesting, Type};
+use terraform_provider_allowlist::tfplugin::Provider;
 
 /// The provider's name in page titles and resource type prefixes.
 const PROVIDER: &str = "allowlist";
@@ -181,6 +182,38 @@ fn schema_section(block: &Block) -> String {
 /// A nested section still to write: its path, its kind (`nestedblock`/`nestedatt`) and its body.
 type Pending = (String, String, String);
 
+/// One attribute's line (`- `name` (Type, facts) description`); an object type also queues its
+/// fields as a nested section.
+fn attribute_line(attr: &Attribute, prefix: &str, nested: &mut Vec<Pending>) -> String {
+    let path = format!("{prefix}{}", attr.name);
+    let mut facts = vec![type_name(&attr.ty)];
+    if attr.sensitive {
+        facts.push("Sensitive".to_owned());
+    }
+    if attr.force_new {
+        facts.push("Forces replacement".to_owned());
+    }
+    let mut line = format!(
+        "- `{}` ({}) {}",
+        attr.name,
+        facts.join(", "),
+        attr.description
+    );
+    if let Some(fields) = object_fields(&attr.ty) {
+        let _ = write!(
+            line,
+            " (see [below for nested schema](#{}))",
+            anchor("nestedatt", &path)
+        );
+        let mut body = String::from("\nRead-Only:\n\n");
+        for (field, ty) in fields {
+            let _ = writeln!(body, "- `{field}` ({})", type_name(ty));
+        }
+        nested.push((path, "nestedatt".to_owned(), body));
+    }
+    line
+}
+
 fn write_block(
     out: &mut String,
     block: &Block,
@@ -215,33 +248,7 @@ fn write_block(
         }
         let mut items: Vec<(String, String)> = Vec::new();
         for attr in attrs {
-            let path = format!("{prefix}{}", attr.name);
-            let mut facts = vec![type_name(&attr.ty)];
-            if attr.sensitive {
-                facts.push("Sensitive".to_owned());
-            }
-            if attr.force_new {
-                facts.push("Forces replacement".to_owned());
-            }
-            let mut line = format!(
-                "- `{}` ({}) {}",
-                attr.name,
-                facts.join(", "),
-                attr.description
-            );
-            if let Some(fields) = object_fields(&attr.ty) {
-                let _ = write!(
-                    line,
-                    " (see [below for nested schema](#{}))",
-                    anchor("nestedatt", &path)
-                );
-                let mut body = String::from("\nRead-Only:\n\n");
-                for (field, ty) in fields {
-                    let _ = writeln!(body, "- `{field}` ({})", type_name(ty));
-                }
-                nested.push((path, "nestedatt".to_owned(), body));
-            }
-            items.push((attr.name.to_owned(), line));
+            items.push((attr.name.to_owned(), attribute_line(attr, prefix, nested)));
         }
         for child in blocks {
             let path = format!("{prefix}{}", child.type_name);
