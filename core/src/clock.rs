@@ -34,8 +34,7 @@ impl SystemClock {
         let Ok(offset) = std::env::var(OFFSET_ENV) else {
             return Ok(SystemClock::new());
         };
-        let d = humantime::parse_duration(&offset)
-            .map_err(|err| format!("{OFFSET_ENV}={offset:?} is not a duration: {err}"))?;
+        let d = crate::duration::parse(&offset).map_err(|err| format!("{OFFSET_ENV}: {err}"))?;
         tracing::warn!(%offset, "{OFFSET_ENV} is set: the clock runs ahead (testing only)");
         Ok(SystemClock::ahead_by(d))
     }
@@ -77,11 +76,6 @@ pub fn checked_add(t: SystemTime, d: Duration) -> Option<SystemTime> {
 /// Parses an RFC 3339 instant (as written by [`format_instant`]).
 pub fn parse_instant(s: &str) -> Option<SystemTime> {
     humantime::parse_rfc3339_weak(s).ok()
-}
-
-/// Formats a duration compactly (`24h`, `1h 30m`), for messages.
-pub fn format_duration(d: Duration) -> String {
-    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::Ipv4Addr;
 
 /// The region list value that means "every region enabled for the account".
-pub const ALL_REGIONS: &str = "all";
+pub use crate::region::ALL as ALL_REGIONS;
 
 /// EC2 filter names DescribeNatGateways accepts (besides `tag:<key>`). `state` is not offered:
 /// the lookup always asks for `available` gateways.
@@ -192,76 +192,29 @@ pub async fn lookup(aws: &Aws, query: &EgressQuery) -> Result<EgressIps, LookupE
 pub async fn resolve_regions(aws: &Aws, requested: &[String]) -> Result<Vec<String>, LookupError> {
     let regions = check_requested_regions(requested)?;
     if regions.iter().any(|r| r == ALL_REGIONS) {
-        return enabled_regions(aws).await.map_err(LookupError::ListRegions);
+        return region::describe_regions(aws, false)
+            .await
+            .map_err(LookupError::ListRegions);
     }
     Ok(regions)
 }
 
-/// Checks a requested region list without asking AWS: [`ALL_REGIONS`] alone, or region names
-/// (checked for shape, de-duplicated, in their order).
+/// Checks a requested region list without asking AWS ([`region::list_problems`]): [`ALL_REGIONS`]
+/// alone, or region names, de-duplicated in their order.
 pub fn check_requested_regions(requested: &[String]) -> Result<Vec<String>, LookupError> {
-    if requested.iter().any(|r| r == ALL_REGIONS) {
-        if requested.len() > 1 {
-            return Err(LookupError::BadRegion(format!(
-                "\"{ALL_REGIONS}\" must be the only value when used"
-            )));
-        }
-        return Ok(requested.to_vec());
-    }
     if requested.is_empty() {
         return Err(LookupError::NoRegions);
     }
-    let mut seen = HashSet::new();
-    let mut regions = Vec::new();
-    for name in requested {
-        region::check_name(name).map_err(LookupError::BadRegion)?;
-        if seen.insert(name.as_str()) {
-            regions.push(name.clone());
-        }
+    let names: Vec<Option<&str>> = requested.iter().map(|r| Some(r.as_str())).collect();
+    if let Some((_, problem)) = region::list_problems(&names, true).into_iter().next() {
+        return Err(LookupError::BadRegion(problem));
     }
-    Ok(regions)
-}
-
-/// The regions enabled for the account (DescribeRegions without AllRegions), sorted.
-pub async fn enabled_regions(aws: &Aws) -> Result<Vec<String>, AwsError> {
-    let home = aws.home_region().unwrap_or("us-east-1").to_owned();
-    let out = aws
-        .ec2(&home)
-        .describe_regions()
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk(&home, "DescribeRegions", e))?;
-    let mut names: Vec<String> = out
-        .regions()
+    let mut seen = HashSet::new();
+    Ok(requested
         .iter()
-        .filter(|r| {
-            // Without AllRegions AWS lists only enabled regions; keep the check for emulators.
-            !matches!(r.opt_in_status(), Some("not-opted-in"))
-        })
-        .filter_map(|r| r.region_name().map(str::to_owned))
-        .collect();
-    names.sort();
-    Ok(names)
-}
-
-/// Every region of the partition, enabled or not (DescribeRegions with AllRegions), sorted: tells
-/// a region that does not exist from one that failed.
-pub async fn known_regions(aws: &Aws) -> Result<Vec<String>, AwsError> {
-    let home = aws.home_region().unwrap_or("us-east-1").to_owned();
-    let out = aws
-        .ec2(&home)
-        .describe_regions()
-        .all_regions(true)
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk(&home, "DescribeRegions", e))?;
-    let mut names: Vec<String> = out
-        .regions()
-        .iter()
-        .filter_map(|r| r.region_name().map(str::to_owned))
-        .collect();
-    names.sort();
-    Ok(names)
+        .filter(|name| seen.insert(name.as_str()))
+        .cloned()
+        .collect())
 }
 
 /// Page size for DescribeNatGateways (the API's maximum).

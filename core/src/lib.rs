@@ -8,6 +8,7 @@ pub mod aws;
 pub mod caller;
 pub mod clock;
 pub mod document;
+pub mod duration;
 pub mod egress;
 pub mod error;
 pub mod ingress;

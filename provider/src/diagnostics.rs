@@ -78,13 +78,20 @@ pub fn lookup_error(
     diags
 }
 
-/// A failed grant operation, pointing at the security group to blame when there is one.
-pub fn grant_error(summary: &str, err: &GrantError, group_ids: &[String]) -> Diagnostic {
+/// A failed change to a grant's rules, pointing at the security group to blame when there is one
+/// and `groups_attr` (the attribute's path and its values) names it.
+pub fn grant_error(
+    summary: &str,
+    err: &GrantError,
+    groups_attr: Option<(&AttributePath, &[String])>,
+) -> Diagnostic {
     let group_path = |group: &str| {
-        group_ids
-            .iter()
-            .position(|g| g == group)
-            .map(|i| AttributePath::root().attr("security_group_ids").index(i))
+        groups_attr.and_then(|(path, groups)| {
+            groups
+                .iter()
+                .position(|g| g == group)
+                .map(|i| path.index(i))
+        })
     };
     let (detail, group) = match err {
         GrantError::Aws { source, group_id } => {
@@ -102,13 +109,25 @@ pub fn grant_error(summary: &str, err: &GrantError, group_ids: &[String]) -> Dia
         }
         GrantError::RollbackFailed { .. } => (err.to_string(), None),
     };
-    let detail = match err {
-        GrantError::RollbackFailed { .. } => detail,
-        _ => format!("{detail}\n\nNo rule of this grant was left behind."),
-    };
     let diagnostic = Diagnostic::error(summary, detail);
     match group.as_deref().and_then(group_path) {
         Some(path) => diagnostic.at(path),
         None => diagnostic,
     }
+}
+
+/// A failed authorize: as [`grant_error`], and it says that nothing was left behind unless the
+/// rollback failed too (that error lists what was).
+pub fn authorize_error(
+    summary: &str,
+    err: &GrantError,
+    groups_attr: Option<(&AttributePath, &[String])>,
+) -> Diagnostic {
+    let mut diagnostic = grant_error(summary, err, groups_attr);
+    if !matches!(err, GrantError::RollbackFailed { .. }) {
+        diagnostic
+            .detail
+            .push_str("\n\nNo rule of this grant was left behind.");
+    }
+    diagnostic
 }

@@ -1,11 +1,13 @@
 //! The allowlist Terraform provider as a library: the protocol layer ([`tfplugin`], which knows
-//! nothing of AWS or of our resources), the provider configuration ([`provider`]), one module per
-//! data source and resource, and the mapping of domain errors to diagnostics ([`diagnostics`]).
+//! nothing of AWS or of our resources), the provider configuration ([`provider`]) and what it
+//! hands every type ([`provider_data`]), one module per data source and resource, the checks they
+//! share ([`validators`]), and the mapping of domain errors to diagnostics ([`diagnostics`]).
 //! The binary `terraform-provider-allowlist` is a thin `main` over [`tfplugin::handshake::serve`].
 
-pub mod data_source_egress_ips;
 pub mod diagnostics;
+pub mod egress_ips;
 pub mod provider;
-pub mod resource_temporary_ingress;
-pub mod rule_snapshot;
+pub mod provider_data;
+pub mod temporary_ingress;
 pub mod tfplugin;
+pub mod validators;

@@ -2,50 +2,38 @@
 //! for egress lookups, and guardrails for temporary ingress. AWS clients are built once per
 //! provider process and shared by every data source and resource.
 
-use crate::data_source_egress_ips::EgressIpsDataSource;
-use crate::resource_temporary_ingress::TemporaryIngress;
+use crate::egress_ips::EgressIpsDataSource;
+use crate::provider_data::{ProviderData, ProviderDataCell};
+use crate::temporary_ingress::TemporaryIngress;
 use crate::tfplugin::{
     Attribute, AttributePath, Block, DataSource, Diagnostic, Diagnostics, Mode, Provider, Resource,
     Schema, Tri, Type, Value,
 };
+use crate::validators;
 use allowlist_core::clock::Clock;
-use allowlist_core::{region, Aws, AwsSettings};
+use allowlist_core::{Aws, AwsSettings};
 use async_trait::async_trait;
-use std::sync::{Arc, OnceLock};
-
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Default upper bound on a temporary grant's TTL.
-pub const DEFAULT_MAX_TTL: &str = "24h";
+pub const DEFAULT_MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Default service that answers with the caller's public IP.
 pub const DEFAULT_IP_LOOKUP_URL: &str = "https://checkip.amazonaws.com";
 
-/// Everything data sources and resources need once the provider is configured.
-#[derive(Debug)]
-pub struct Configured {
-    pub aws: Aws,
-    /// Default regions for `allowlist_egress_ips` (may be `["all"]`).
-    pub egress_regions: Vec<String>,
-    pub max_ttl: Duration,
-    pub ip_lookup_url: String,
-}
-
-/// The configured state, filled once by ConfigureProvider.
-pub type Shared = Arc<OnceLock<Arc<Configured>>>;
-
-/// Returns the configured provider, or a diagnostic when Terraform has not configured it.
-pub fn configured(shared: &Shared) -> Result<Arc<Configured>, Diagnostics> {
-    shared.get().cloned().ok_or_else(|| {
-        Diagnostic::error(
-            "Provider Not Configured",
-            "Terraform called the provider before configuring it. This is a bug; please report it.",
-        )
-        .into()
-    })
+/// The provider block's attribute names, written once.
+mod attr {
+    pub const REGION: &str = "region";
+    pub const PROFILE: &str = "profile";
+    pub const EGRESS_REGIONS: &str = "egress_regions";
+    pub const ENDPOINT_URL: &str = "endpoint_url";
+    pub const MAX_TTL: &str = "max_ttl";
+    pub const REQUEST_TIMEOUT: &str = "request_timeout";
+    pub const IP_LOOKUP_URL: &str = "ip_lookup_url";
 }
 
 pub struct AllowlistProvider {
-    shared: Shared,
+    data: ProviderDataCell,
     clock: Arc<dyn Clock>,
 }
 
@@ -53,7 +41,7 @@ impl AllowlistProvider {
     /// A provider whose resources read the time from `clock`.
     pub fn new(clock: Arc<dyn Clock>) -> Self {
         AllowlistProvider {
-            shared: Arc::new(OnceLock::new()),
+            data: ProviderDataCell::default(),
             clock,
         }
     }
@@ -68,82 +56,14 @@ struct Config {
     ip_lookup_url: Option<String>,
 }
 
-fn root() -> AttributePath {
-    AttributePath::root()
-}
-
-/// Checks a URL attribute: absolute http(s).
-fn check_url(value: &str, path: &AttributePath) -> Result<(), Diagnostic> {
-    if value.starts_with("https://") || value.starts_with("http://") {
-        Ok(())
-    } else {
-        Err(Diagnostic::error(
-            "Invalid URL",
-            format!("{value:?} is not an absolute http:// or https:// URL."),
-        )
-        .at(path.clone()))
-    }
-}
-
-/// The longest duration accepted: 100 years, so that now + a TTL is always an instant RFC 3339
-/// can write (past the year 9999, writing the expiry crashed the provider).
-pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
-
-/// Parses a duration such as `24h` or `90m`; it must be greater than zero and at most 100 years.
-pub fn parse_positive_duration(value: &str, path: &AttributePath) -> Result<Duration, Diagnostic> {
-    match humantime::parse_duration(value) {
-        Ok(d) if d > MAX_DURATION => Err(Diagnostic::error(
-            "Invalid Duration",
-            format!("{value:?} is longer than 100 years, the longest duration accepted."),
-        )
-        .at(path.clone())),
-        Ok(d) if !d.is_zero() => Ok(d),
-        Ok(_) => Err(Diagnostic::error("Invalid Duration", "The duration must be greater than zero.")
-            .at(path.clone())),
-        Err(err) => Err(Diagnostic::error(
-            "Invalid Duration",
-            format!("{value:?} is not a duration ({err}). Use forms like \"24h\", \"90m\" or \"1h30m\"."),
-        )
-        .at(path.clone())),
-    }
-}
-
-/// Checks a list of region names, allowing `["all"]` when `allow_all`.
-pub fn check_regions(
-    regions: &[Tri<String>],
-    path: &AttributePath,
-    allow_all: bool,
-) -> Diagnostics {
-    let mut diags = Diagnostics::new();
-    let all = allowlist_core::egress::ALL_REGIONS;
-    for (i, name) in regions.iter().enumerate() {
-        let Tri::Known(name) = name else { continue };
-        if name == all {
-            if !allow_all || regions.len() > 1 {
-                diags.push(
-                    Diagnostic::error(
-                        "Invalid Region List",
-                        format!("\"{all}\" means every enabled region and must be the only value."),
-                    )
-                    .at(path.index(i)),
-                );
-            }
-            continue;
-        }
-        if let Err(msg) = region::check_name(name) {
-            diags.push(Diagnostic::error("Invalid Region", msg).at(path.index(i)));
-        }
-    }
-    diags
-}
-
 /// Reads and checks the configuration. Unknown values are skipped when `allow_unknown`
 /// (validation) and are errors otherwise (configuration needs every value).
 fn read_config(config: &Value, allow_unknown: bool) -> (Config, Diagnostics) {
     let mut diags = Diagnostics::new();
     let mut out = Config::default();
+    let root = AttributePath::root();
     let string = |name: &str, diags: &mut Diagnostics| -> Option<String> {
-        match diags.take(config.get::<String>(&root(), name))? {
+        match diags.take(config.get::<String>(&root, name))? {
             Tri::Known(v) => Some(v),
             Tri::Null => None,
             Tri::Unknown => {
@@ -154,43 +74,52 @@ fn read_config(config: &Value, allow_unknown: bool) -> (Config, Diagnostics) {
             }
         }
     };
-    out.settings.region = string("region", &mut diags);
-    out.settings.profile = string("profile", &mut diags);
-    out.settings.endpoint_url = string("endpoint_url", &mut diags);
-    let max_ttl = string("max_ttl", &mut diags);
-    let request_timeout = string("request_timeout", &mut diags);
-    out.ip_lookup_url = string("ip_lookup_url", &mut diags);
+    out.settings.region = string(attr::REGION, &mut diags);
+    out.settings.profile = string(attr::PROFILE, &mut diags);
+    out.settings.endpoint_url = string(attr::ENDPOINT_URL, &mut diags);
+    let max_ttl = string(attr::MAX_TTL, &mut diags);
+    let request_timeout = string(attr::REQUEST_TIMEOUT, &mut diags);
+    out.ip_lookup_url = string(attr::IP_LOOKUP_URL, &mut diags);
 
     if let Some(region) = &out.settings.region {
-        if let Err(msg) = region::check_name(region) {
-            diags.push(Diagnostic::error("Invalid Region", msg).at(root().attr("region")));
-        }
+        diags.take(validators::region_name(
+            region,
+            &AttributePath::of(attr::REGION),
+        ));
     }
     if let Some(url) = &out.settings.endpoint_url {
-        diags.take(check_url(url, &root().attr("endpoint_url")));
+        diags.take(validators::url(url, &AttributePath::of(attr::ENDPOINT_URL)));
     }
     if let Some(url) = &out.ip_lookup_url {
-        diags.take(check_url(url, &root().attr("ip_lookup_url")));
+        diags.take(validators::url(
+            url,
+            &AttributePath::of(attr::IP_LOOKUP_URL),
+        ));
     }
     if let Some(timeout) = request_timeout {
-        out.settings.request_timeout = diags.take(parse_positive_duration(
+        out.settings.request_timeout = diags.take(validators::positive_duration(
             &timeout,
-            &root().attr("request_timeout"),
+            &AttributePath::of(attr::REQUEST_TIMEOUT),
         ));
     }
     if let Some(ttl) = max_ttl {
-        out.max_ttl = diags.take(parse_positive_duration(&ttl, &root().attr("max_ttl")));
+        out.max_ttl = diags.take(validators::positive_duration(
+            &ttl,
+            &AttributePath::of(attr::MAX_TTL),
+        ));
     }
-    match diags.take(config.get::<Vec<Tri<String>>>(&root(), "egress_regions")) {
+    match diags.take(config.get::<Vec<Tri<String>>>(&root, attr::EGRESS_REGIONS)) {
         Some(Tri::Known(regions)) => {
-            let path = root().attr("egress_regions");
-            diags.extend(check_regions(&regions, &path, true));
+            let path = AttributePath::of(attr::EGRESS_REGIONS);
+            diags.extend(validators::region_list(&regions, &path, true));
             if regions.iter().any(Tri::is_unknown) && !allow_unknown {
-                diags.push(unknown_at_configure("egress_regions"));
+                diags.push(unknown_at_configure(attr::EGRESS_REGIONS));
             }
             out.egress_regions = regions.into_iter().filter_map(Tri::known).collect();
         }
-        Some(Tri::Unknown) if !allow_unknown => diags.push(unknown_at_configure("egress_regions")),
+        Some(Tri::Unknown) if !allow_unknown => {
+            diags.push(unknown_at_configure(attr::EGRESS_REGIONS))
+        }
         _ => {}
     }
     (out, diags)
@@ -201,7 +130,7 @@ fn unknown_at_configure(name: &str) -> Diagnostic {
         "Provider Configuration Not Known",
         format!("{name} depends on a value that is not known until apply. The provider needs it to plan; set it from values known at plan time."),
     )
-    .at(root().attr(name))
+    .at(AttributePath::of(name))
 }
 
 #[async_trait]
@@ -215,7 +144,7 @@ impl Provider for AllowlistProvider {
                  (environment, shared config and credentials files, SSO, container and instance roles).",
             )
             .attribute(Attribute::new(
-                "region",
+                attr::REGION,
                 Type::String,
                 Mode::Optional,
                 "The home AWS region: the default region of temporary ingress grants, of egress lookups when \
@@ -223,35 +152,35 @@ impl Provider for AllowlistProvider {
                  `[\"all\"]`. Defaults to the AWS SDK's region (`AWS_REGION`, the profile).",
             ))
             .attribute(Attribute::new(
-                "profile",
+                attr::PROFILE,
                 Type::String,
                 Mode::Optional,
                 "A named profile from the AWS shared config and credentials files. Defaults to `AWS_PROFILE`, \
                  else `default`.",
             ))
             .attribute(Attribute::new(
-                "egress_regions",
+                attr::EGRESS_REGIONS,
                 Type::list(Type::String),
                 Mode::Optional,
                 "Default regions for `allowlist_egress_ips` lookups, e.g. `[\"us-west-2\", \"eu-central-1\"]`. \
                  `[\"all\"]` means every region enabled for the account.",
             ))
             .attribute(Attribute::new(
-                "endpoint_url",
+                attr::ENDPOINT_URL,
                 Type::String,
                 Mode::Optional,
                 "A custom AWS endpoint for every service, e.g. a local emulator at `http://127.0.0.1:5000`. \
                  Defaults to `AWS_ENDPOINT_URL`, else AWS itself.",
             ))
             .attribute(Attribute::new(
-                "max_ttl",
+                attr::MAX_TTL,
                 Type::String,
                 Mode::Optional,
                 "The longest `ttl` a temporary ingress grant may have, as a duration such as `24h` or `90m` \
                  (at most 100 years). Defaults to `24h`.",
             ))
             .attribute(Attribute::new(
-                "request_timeout",
+                attr::REQUEST_TIMEOUT,
                 Type::String,
                 Mode::Optional,
                 "Time allowed for one AWS call, retries and backoff included, as a duration such as `60s` \
@@ -259,7 +188,7 @@ impl Provider for AllowlistProvider {
                  backoff) within it; one attempt gets at most 20s of it. Defaults to `60s`.",
             ))
             .attribute(Attribute::new(
-                "ip_lookup_url",
+                attr::IP_LOOKUP_URL,
                 Type::String,
                 Mode::Optional,
                 "A URL that answers with the caller's public IP address as plain text; used when a temporary \
@@ -285,28 +214,24 @@ impl Provider for AllowlistProvider {
             endpoint_override = config.settings.endpoint_url.is_some(),
             "provider configured"
         );
-        let configured = Configured {
+        self.data.set(ProviderData {
             aws,
             egress_regions: config.egress_regions,
-            max_ttl: config.max_ttl.unwrap_or_else(|| {
-                humantime::parse_duration(DEFAULT_MAX_TTL).unwrap_or(Duration::from_secs(86_400))
-            }),
+            max_ttl: config.max_ttl.unwrap_or(DEFAULT_MAX_TTL),
             ip_lookup_url: config
                 .ip_lookup_url
                 .unwrap_or_else(|| DEFAULT_IP_LOOKUP_URL.to_owned()),
-        };
-        // Terraform configures each provider process once; a repeat keeps the first.
-        let _ = self.shared.set(Arc::new(configured));
+        });
         diags
     }
 
     fn data_sources(&self) -> Vec<Arc<dyn DataSource>> {
-        vec![Arc::new(EgressIpsDataSource::new(self.shared.clone()))]
+        vec![Arc::new(EgressIpsDataSource::new(self.data.clone()))]
     }
 
     fn resources(&self) -> Vec<Arc<dyn Resource>> {
         vec![Arc::new(TemporaryIngress::new(
-            self.shared.clone(),
+            self.data.clone(),
             self.clock.clone(),
         ))]
     }

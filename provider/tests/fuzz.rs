@@ -10,18 +10,18 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use allowlist_core::clock::{self, FixedClock};
+use allowlist_core::duration::MAX as MAX_DURATION;
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use terraform_provider_allowlist::provider::{
-    parse_positive_duration, AllowlistProvider, MAX_DURATION,
-};
+use terraform_provider_allowlist::provider::AllowlistProvider;
 use terraform_provider_allowlist::tfplugin::proto::tfplugin6 as pb;
 use terraform_provider_allowlist::tfplugin::server::ProviderService;
 use terraform_provider_allowlist::tfplugin::value::{FromValue, Number};
 use terraform_provider_allowlist::tfplugin::{AttributePath, Block, Provider, Tri, Type, Value};
+use terraform_provider_allowlist::validators::positive_duration as parse_positive_duration;
 use tonic::Request;
 
 use pb::provider_server::Provider as _;
@@ -637,7 +637,7 @@ proptest! {
 }
 
 // ------------------------------------------------------------------------------------------------
-// parse_positive_duration (ttl, max_ttl, request_timeout): never panics; what it accepts is
+// validators::positive_duration (ttl, max_ttl, request_timeout): never panics; what it accepts is
 // greater than zero, at most MAX_DURATION, agrees with humantime, and can be added to any instant
 // up to the year 9000 and written as RFC 3339 (a longer one used to crash the provider).
 

@@ -4,6 +4,7 @@
 
 use crate::publish::PublishOptions;
 use crate::sweep::SweepOptions;
+use allowlist_core::duration;
 use allowlist_core::egress::{
     check_requested_regions, EgressQuery, Filter, FilterProblem, LookupError, ALL_REGIONS,
 };
@@ -346,17 +347,13 @@ fn parse_filter(s: &str) -> Result<Filter, String> {
     Ok(filter)
 }
 
+/// A flag's duration, through core's one parser and cap (surrounding blanks ignored).
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("{e}; write a duration such as 90s, 5m or 1h"))
+    duration::parse(s.trim()).map_err(|e| e.to_string())
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
-    let timeout = parse_duration(s)?;
-    if timeout.is_zero() {
-        return Err("must be greater than zero".to_owned());
-    }
-    Ok(timeout)
+    duration::parse_positive(s.trim()).map_err(|e| e.to_string())
 }
 
 fn parse_grace(s: &str) -> Result<Duration, String> {
@@ -366,10 +363,7 @@ fn parse_grace(s: &str) -> Result<Duration, String> {
 fn parse_every(s: &str) -> Result<Duration, String> {
     let every = parse_duration(s)?;
     if every < MIN_EVERY {
-        return Err(format!(
-            "must be at least {}",
-            humantime::format_duration(MIN_EVERY)
-        ));
+        return Err(format!("must be at least {}", duration::format(MIN_EVERY)));
     }
     Ok(every)
 }

@@ -1,7 +1,7 @@
 //! Telling a region that does not exist (a usage error: fix the flag) from one that failed
 //! (an outage or a permission: the guard refuses), asked only after something failed.
 
-use allowlist_core::egress::known_regions;
+use allowlist_core::region::describe_regions;
 use allowlist_core::Aws;
 
 /// What the failed regions turned out to be.
@@ -16,7 +16,7 @@ pub enum RegionFailure {
 /// Asks AWS for every region of the partition (one DescribeRegions call) and checks `failed`
 /// against it. When that call fails too, the failures are taken as real.
 pub async fn explain(aws: &Aws, failed: &[&str]) -> RegionFailure {
-    let known = match known_regions(aws).await {
+    let known = match describe_regions(aws, true).await {
         Ok(known) => known,
         Err(err) => {
             tracing::debug!(error = %err, "could not list the regions to check the failed ones");

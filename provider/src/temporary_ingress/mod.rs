@@ -1,0 +1,516 @@
+//! `allowlist_temporary_ingress`: "knock for access". Adds the caller's IP (or given CIDRs) to
+//! one or more security groups for a TTL. Every rule carries the grant's tags (managed-by,
+//! grant-id, expires-at, created-at, granted-by, user tags), so the publisher's sweep removes
+//! expired rules even if Terraform never runs again.
+//!
+//! The resource id is the grant id (`grant-` + 16 hex digits), also the value of the
+//! `allowlist:grant-id` tag on each rule. Import with `<region>/<grant-id>`.
+//!
+//! In the order of hashicorp's time provider: the type, schema, validation, plan, create, read,
+//! update, delete, import. The typed model is in [`model`], the pure plan rules in [`plan`], and
+//! what one provider process asks AWS once in [`caches`]; AWS itself is reached through core.
+
+mod caches;
+mod model;
+mod plan;
+
+use crate::diagnostics::{authorize_error, aws_error, grant_error};
+use crate::provider_data::{ProviderData, ProviderDataCell};
+use crate::tfplugin::{
+    Attribute, AttributePath, Block, Diagnostic, Diagnostics, Mode, PlanChange, ReadOutcome,
+    Resource, Schema, Tri, Type, Value,
+};
+use allowlist_core::clock::{format_instant, Clock};
+use allowlist_core::ingress::{self, tags, Grant};
+use async_trait::async_trait;
+use caches::Caches;
+use model::{attr, Model};
+use plan::{Decision, Expiry};
+use std::sync::Arc;
+
+const TYPE_NAME: &str = "allowlist_temporary_ingress";
+
+pub struct TemporaryIngress {
+    provider: ProviderDataCell,
+    clock: Arc<dyn Clock>,
+    caches: Caches,
+}
+
+impl TemporaryIngress {
+    pub fn new(provider: ProviderDataCell, clock: Arc<dyn Clock>) -> Self {
+        TemporaryIngress {
+            provider,
+            clock,
+            caches: Caches::default(),
+        }
+    }
+}
+
+#[async_trait]
+impl Resource for TemporaryIngress {
+    fn type_name(&self) -> &'static str {
+        TYPE_NAME
+    }
+
+    fn schema(&self) -> Schema {
+        Schema::new(
+            Block::new(
+                "Temporary ingress (\"knock for access\"): adds your current public IP, or the given CIDRs, to one \
+                 or more security groups for a `ttl`. Every rule is tagged with its expiry and who granted it. \
+                 Once the TTL has passed, the next `terraform plan` proposes to replace the grant (\"knock again\"); \
+                 if nobody runs Terraform, `allowlist-publisher sweep` revokes the expired rules by their tags.",
+            )
+            .attribute(
+                Attribute::new(
+                    attr::SECURITY_GROUP_IDS,
+                    Type::list(Type::String),
+                    Mode::Required,
+                    "Security groups to open, all in `region`, e.g. `[\"sg-0123456789abcdef0\"]`. Changing this \
+                     replaces the grant.",
+                )
+                .force_new(),
+            )
+            .attribute(
+                Attribute::new(
+                    attr::REGION,
+                    Type::String,
+                    Mode::OptionalComputed,
+                    "Region of the security groups. Defaults to the provider's `region`. Changing this replaces \
+                     the grant.",
+                )
+                .force_new()
+                .stable(),
+            )
+            .attribute(
+                Attribute::new(
+                    attr::PORTS,
+                    Type::list(Type::Number),
+                    Mode::Optional,
+                    "Single ports to open (0-65535), e.g. `[22, 443]`. For `tcp` and `udp`, at least one of \
+                     `ports` and `port_ranges` is required; `icmp` and `icmpv6` take neither and open all types. \
+                     Changing this replaces the grant.",
+                )
+                .force_new(),
+            )
+            .attribute(
+                Attribute::new(
+                    attr::PORT_RANGES,
+                    Type::list(Type::String),
+                    Mode::Optional,
+                    "Inclusive port ranges to open, written `\"FROM-TO\"`, e.g. `[\"8000-8100\"]`. Changing this \
+                     replaces the grant.",
+                )
+                .force_new(),
+            )
+            .attribute(
+                Attribute::new(
+                    attr::PROTOCOL,
+                    Type::String,
+                    Mode::OptionalComputed,
+                    "`tcp` (default), `udp`, `icmp` or `icmpv6`. Changing this replaces the grant.",
+                )
+                .force_new()
+                .stable(),
+            )
+            .attribute(
+                Attribute::new(
+                    attr::CIDR_BLOCKS,
+                    Type::list(Type::String),
+                    Mode::OptionalComputed,
+                    "IPv4 and/or IPv6 CIDR blocks to let in, in canonical form (e.g. `203.0.113.7/32`). Defaults \
+                     to your current public IP as a /32 (or /128), detected from the provider's `ip_lookup_url` \
+                     when the grant is applied (the plan shows it as known after apply). `0.0.0.0/0`, `::/0` and blocks broader than /16 (IPv4) or /48 \
+                     (IPv6) are refused unless `allow_world` is true. Changing this replaces the grant.",
+                )
+                .force_new()
+                .stable(),
+            )
+            .attribute(Attribute::new(
+                attr::TTL,
+                Type::String,
+                Mode::Required,
+                "How long the grant lasts from its creation, as a duration such as `24h`, `90m` or `1h30m`. Must \
+                 be greater than zero and at most the provider's `max_ttl`. Changing it moves `expires_at` in \
+                 place (the rules are re-tagged, no access gap); if the new expiry has already passed, the grant \
+                 is replaced.",
+            ))
+            .attribute(Attribute::new(
+                attr::DESCRIPTION,
+                Type::String,
+                Mode::Optional,
+                "Description of each rule (up to 255 characters of `a-z A-Z 0-9 . _ - : / ( ) # , @ [ ] + = & ; { } ! $ *` \
+                 and spaces), e.g. `on-call access`. Updated in place.",
+            ))
+            .attribute(Attribute::new(
+                attr::TAGS,
+                Type::map(Type::String),
+                Mode::Optional,
+                "Extra tags on each rule. Keys starting with `allowlist:` or `aws:` are reserved. Updated in place.",
+            ))
+            .attribute(
+                Attribute::new(
+                    attr::ALLOW_WORLD,
+                    Type::Bool,
+                    Mode::OptionalComputed,
+                    "Allow `0.0.0.0/0`, `::/0` and other blocks broader than /16 (IPv4) or /48 (IPv6). Defaults \
+                     to `false`.",
+                )
+                .stable(),
+            )
+            .attribute(
+                Attribute::new(
+                    attr::ID,
+                    Type::String,
+                    Mode::Computed,
+                    "The grant id, also the `allowlist:grant-id` tag of each rule.",
+                )
+                .stable(),
+            )
+            .attribute(
+                Attribute::new(
+                    attr::CREATED_AT,
+                    Type::String,
+                    Mode::Computed,
+                    "When the grant was made (RFC 3339, UTC).",
+                )
+                .stable(),
+            )
+            .attribute(Attribute::new(
+                attr::EXPIRES_AT,
+                Type::String,
+                Mode::Computed,
+                "When the grant expires: `created_at` + `ttl` (RFC 3339, UTC), also the `allowlist:expires-at` \
+                 tag of each rule.",
+            ))
+            .attribute(
+                Attribute::new(
+                    attr::RULE_IDS,
+                    Type::list(Type::String),
+                    Mode::Computed,
+                    "The security group rule ids (`sgr-...`) of the grant, one per group, port range and CIDR.",
+                )
+                .stable(),
+            )
+            .attribute(
+                Attribute::new(
+                    attr::GRANTED_BY,
+                    Type::String,
+                    Mode::Computed,
+                    "The ARN of the AWS identity that made the grant (from STS), also the `allowlist:granted-by` tag.",
+                )
+                .stable(),
+            ),
+        )
+    }
+
+    fn validate(&self, config: &Value) -> Diagnostics {
+        match Model::read(config) {
+            Ok(config) => model::check(&config),
+            Err(diags) => diags,
+        }
+    }
+
+    async fn modify_plan(&self, change: &mut PlanChange<'_>) {
+        let config = match Model::read(change.config) {
+            Ok(config) => config,
+            Err(d) => return change.diagnostics.extend(d),
+        };
+        change.diagnostics.extend(model::check(&config));
+        if change.diagnostics.has_errors() {
+            return;
+        }
+        let provider = match self.provider.get() {
+            Ok(p) => p,
+            Err(d) => return change.diagnostics.extend(d),
+        };
+        if let Some(ttl) = config.ttl() {
+            if let Err(d) = plan::check_ttl_limit(ttl, provider.max_ttl) {
+                return change.diagnostics.push(d);
+            }
+        }
+        if change.prior.is_null() {
+            self.plan_create(change, &config, provider).await;
+        } else {
+            match Model::read(change.prior) {
+                Ok(prior) => self.plan_update(change, &prior, &config),
+                Err(d) => change.diagnostics.extend(d),
+            }
+        }
+    }
+
+    async fn create(&self, planned: &Value) -> (Value, Diagnostics) {
+        match self.make_grant(planned).await {
+            Ok(state) => (state, Diagnostics::new()),
+            // Nothing was granted (authorize revokes whatever it had added): nothing to keep.
+            Err(d) => (Value::Null, d),
+        }
+    }
+
+    async fn read(&self, state: &Value) -> Result<(ReadOutcome, Diagnostics), Diagnostics> {
+        let provider = self.provider.get()?;
+        let current = Model::read(state)?;
+        let (region, id) = region_and_id(&current)?;
+        let rules = self
+            .caches
+            .snapshots
+            .grant_rules(&provider.aws, region, id)
+            .await
+            .map_err(|e| Diagnostics::from(aws_error("Unable to Read Ingress Grant", &e)))?;
+        match current.refreshed(&rules) {
+            Some(refreshed) => Ok((ReadOutcome::Found(refreshed.to_value()), Diagnostics::new())),
+            None => {
+                tracing::info!(grant = %id, "all rules of the grant are gone");
+                Ok((ReadOutcome::Gone, Diagnostics::new()))
+            }
+        }
+    }
+
+    async fn update(&self, prior: &Value, planned: &Value) -> (Value, Diagnostics) {
+        match self.change_grant(prior, planned).await {
+            Ok(()) => (planned.clone(), Diagnostics::new()),
+            Err(d) => (prior.clone(), d),
+        }
+    }
+
+    async fn delete(&self, prior: &Value) -> Diagnostics {
+        let result = async {
+            let provider = self.provider.get()?;
+            let state = Model::read(prior)?;
+            let (region, id) = region_and_id(&state)?;
+            self.caches.snapshots.invalidate(region);
+            // Found by the grant's tag: only rules of this grant are ever revoked.
+            let rules = ingress::grant_rules(&provider.aws, region, &[id.to_owned()])
+                .await
+                .map_err(|e| Diagnostics::from(aws_error("Unable to Revoke Ingress", &e)))?;
+            ingress::revoke(&provider.aws, region, &rules)
+                .await
+                .map_err(|e| Diagnostics::from(grant_error("Unable to Revoke Ingress", &e, None)))
+        }
+        .await;
+        result.err().unwrap_or_default()
+    }
+
+    async fn import(&self, id: &str) -> Result<Value, Diagnostics> {
+        let invalid = || {
+            Diagnostics::from(Diagnostic::error(
+                "Invalid Import ID",
+                format!(
+                    "{id:?} is not <region>/<grant-id>, e.g. us-west-2/grant-0123456789abcdef."
+                ),
+            ))
+        };
+        let (region, grant_id) = id.split_once('/').ok_or_else(invalid)?;
+        if allowlist_core::region::check_name(region).is_err() || !grant_id.starts_with("grant-") {
+            return Err(invalid());
+        }
+        let provider = self.provider.get()?;
+        let rules = ingress::grant_rules(&provider.aws, region, &[grant_id.to_owned()])
+            .await
+            .map_err(|e| Diagnostics::from(aws_error("Unable to Import Ingress Grant", &e)))?;
+        let state = Model::from_rules(region, grant_id, &rules).ok_or_else(|| {
+            Diagnostics::from(Diagnostic::error(
+                "Cannot Import Non-existent Grant",
+                format!("No security group rule in {region} carries {}={grant_id}. It may have expired and been swept.", tags::GRANT_ID),
+            ))
+        })?;
+        Ok(state.to_value())
+    }
+}
+
+impl TemporaryIngress {
+    /// Create: fill the defaults and check that the groups exist, so mistakes surface at plan
+    /// time.
+    async fn plan_create(
+        &self,
+        change: &mut PlanChange<'_>,
+        config: &Model,
+        provider: &ProviderData,
+    ) {
+        let defaults = match plan::create_defaults(config, provider.aws.home_region()) {
+            Ok(d) => d,
+            Err(d) => return change.diagnostics.push(d),
+        };
+        if let Some(region) = &defaults.region {
+            change.planned.set(attr::REGION, Value::string(region));
+        }
+        if let Some(protocol) = defaults.protocol {
+            change.planned.set(attr::PROTOCOL, Value::string(protocol));
+        }
+        if let Some(allow_world) = defaults.allow_world {
+            change
+                .planned
+                .set(attr::ALLOW_WORLD, Value::Bool(allow_world));
+        }
+        let region = defaults
+            .region
+            .or_else(|| config.region.as_known().cloned());
+        let (Some(region), Some(groups)) = (region, config.group_ids()) else {
+            return;
+        };
+        match self
+            .caches
+            .missing_groups(&provider.aws, &region, &groups)
+            .await
+        {
+            Ok(missing) => {
+                for group in missing {
+                    let i = groups.iter().position(|g| *g == group).unwrap_or(0);
+                    change.diagnostics.push(
+                        Diagnostic::error(
+                            "Security Group Not Found",
+                            format!("{group} does not exist in {region} (or is not visible to these credentials)."),
+                        )
+                        .at(AttributePath::of(attr::SECURITY_GROUP_IDS).index(i)),
+                    );
+                }
+            }
+            Err(e) => change
+                .diagnostics
+                .push(aws_error("Unable to Check Security Groups", &e)),
+        }
+    }
+
+    /// Update: apply what the pure rules decide for the grant at this instant.
+    fn plan_update(&self, change: &mut PlanChange<'_>, prior: &Model, config: &Model) {
+        let decided = plan::plan_update(prior, config, self.clock.now());
+        for name in decided.keep_prior {
+            let kept = change.prior.attr(name).clone();
+            change.planned.set(name, kept);
+        }
+        match decided.decision {
+            Decision::InPlace(Expiry::Unchanged) => {
+                let kept = change.prior.attr(attr::EXPIRES_AT).clone();
+                change.planned.set(attr::EXPIRES_AT, kept);
+            }
+            Decision::InPlace(Expiry::Moved(at)) => change
+                .planned
+                .set(attr::EXPIRES_AT, Value::string(format_instant(at))),
+            Decision::InPlace(Expiry::Unknown) => {
+                change.planned.set(attr::EXPIRES_AT, Value::unknown())
+            }
+            Decision::Replace { because, warning } => {
+                change.diagnostics.push(warning);
+                for name in attr::MADE_BY_THE_GRANT {
+                    change.planned.set(name, Value::unknown());
+                }
+                change.requires_replace.push(AttributePath::of(because));
+            }
+            Decision::Invalid(d) => change.diagnostics.push(d),
+        }
+    }
+
+    /// Makes the planned grant and returns its state.
+    async fn make_grant(&self, planned: &Value) -> Result<Value, Diagnostics> {
+        let provider = self.provider.get()?;
+        let mut state = Model::read(planned)?;
+        let mut request = state.grant_request()?;
+        if request.cidrs.is_empty() {
+            let cidr = self
+                .caches
+                .detected_cidr(&provider.ip_lookup_url)
+                .await
+                .map_err(|e| {
+                    Diagnostics::from(Diagnostic::error(
+                        "Unable to Detect Your IP Address",
+                        format!("{e}.\n\nSet cidr_blocks explicitly, or point the provider's ip_lookup_url at a service that answers with your IP. Nothing was granted."),
+                    )
+                    .at(AttributePath::of(attr::CIDR_BLOCKS)))
+                })?;
+            state.cidr_blocks = Tri::Known(vec![Tri::Known(cidr.to_string())]);
+            request.cidrs = vec![cidr];
+        }
+        let granted_by = self
+            .caches
+            .caller_arn(&provider.aws, &request.region)
+            .await
+            .map_err(|e| Diagnostics::from(aws_error("Unable to Identify the Caller", &e)))?;
+        let now = self.clock.now();
+        let grant = Grant {
+            id: ingress::new_grant_id(),
+            region: request.region,
+            group_ids: request.group_ids,
+            protocol: request.protocol,
+            ports: request.ports,
+            cidrs: request.cidrs,
+            description: request.description,
+            user_tags: request.tags,
+            created_at: now,
+            expires_at: now + request.ttl,
+            granted_by,
+        };
+        self.caches.snapshots.invalidate(&grant.region);
+        let rules = ingress::authorize(&provider.aws, &grant, now)
+            .await
+            .map_err(|e| {
+                let groups = AttributePath::of(attr::SECURITY_GROUP_IDS);
+                let groups_attr = Some((&groups, grant.group_ids.as_slice()));
+                Diagnostics::from(authorize_error(
+                    "Unable to Authorize Ingress",
+                    &e,
+                    groups_attr,
+                ))
+            })?;
+        tracing::info!(grant = %grant.id, region = %grant.region, rules = rules.len(), expires_at = %format_instant(grant.expires_at), "grant created");
+        state.id = Tri::Known(grant.id.clone());
+        state.created_at = Tri::Known(format_instant(grant.created_at));
+        state.expires_at = Tri::Known(format_instant(grant.expires_at));
+        state.granted_by = Tri::Known(grant.granted_by.clone());
+        state.rule_ids = Tri::Known(rules.iter().map(|r| Tri::Known(r.id.clone())).collect());
+        Ok(state.to_value())
+    }
+
+    /// Moves the expiry, user tags and description of the grant's rules to the planned ones.
+    async fn change_grant(&self, prior: &Value, planned: &Value) -> Result<(), Diagnostics> {
+        let provider = self.provider.get()?;
+        let (old, new) = (Model::read(prior)?, Model::read(planned)?);
+        let (region, id) = region_and_id(&new)?;
+        let aws = &provider.aws;
+        self.caches.snapshots.invalidate(region);
+        let rules = ingress::grant_rules(aws, region, &[id.to_owned()])
+            .await
+            .map_err(|e| Diagnostics::from(aws_error("Unable to Update Ingress Grant", &e)))?;
+        let ids: Vec<String> = rules.iter().map(|r| r.id.clone()).collect();
+        let (old_tags, new_tags) = (old.known_tags(), new.known_tags());
+        let mut tag_changes: Vec<(String, String)> = Vec::new();
+        if let (true, Tri::Known(expires)) = (new.expires_at != old.expires_at, &new.expires_at) {
+            tag_changes.push((tags::EXPIRES_AT.to_owned(), expires.clone()));
+        }
+        tag_changes.extend(
+            new_tags
+                .iter()
+                .filter(|(k, v)| old_tags.get(*k) != Some(v))
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        let retag = |e| Diagnostics::from(grant_error("Unable to Re-tag Ingress Rules", &e, None));
+        if !tag_changes.is_empty() {
+            ingress::retag(aws, region, &ids, &tag_changes)
+                .await
+                .map_err(retag)?;
+        }
+        ingress::remove_tags(aws, region, &rules, &new_tags)
+            .await
+            .map_err(retag)?;
+        let groups = new.group_ids().unwrap_or_default();
+        let groups_path = AttributePath::of(attr::SECURITY_GROUP_IDS);
+        let description = new.description.as_known().map(String::as_str);
+        ingress::set_description(aws, region, &rules, description)
+            .await
+            .map_err(|e| {
+                let groups_attr = Some((&groups_path, groups.as_slice()));
+                let summary = "Unable to Update Rule Descriptions";
+                Diagnostics::from(grant_error(summary, &e, groups_attr))
+            })
+    }
+}
+
+/// The region and grant id of a stored grant.
+fn region_and_id(state: &Model) -> Result<(&str, &str), Diagnostics> {
+    match (&state.region, &state.id) {
+        (Tri::Known(region), Tri::Known(id)) => Ok((region, id)),
+        _ => Err(Diagnostic::error(
+            "Invalid State",
+            "region or id is missing or unknown; this is a bug in the provider.",
+        )
+        .into()),
+    }
+}
