@@ -196,44 +196,14 @@ pub async fn publish_ips(
     let mut changed_earlier = false;
     let mut written_keys = Vec::new();
     for attempt in 1..=MAX_ATTEMPTS {
-        let read = match target.baseline {
-            Baseline::Output => target.json.store.get(target.json.key).await,
-            Baseline::Elsewhere(place) => place.store.get(place.key).await,
-            Baseline::Nothing => Ok(None),
-        }
-        .map_err(PublishError::Store)?;
-        let previous = baseline_document(target, read.as_ref(), options)?;
-        match (&read, &previous) {
-            (Some(stored), Some(doc)) => tracing::debug!(
-                etag = %stored.etag,
-                prefixes = doc.prefix_count(),
-                sync_token = doc.sync_token,
-                attempt,
-                "read the published document"
-            ),
-            _ => tracing::debug!(attempt, "no published document to compare with"),
-        }
-
+        let (read, previous) = read_baseline(target, options, attempt).await?;
         let fresh = IpRanges {
             sync_token: unix_seconds(now),
             entries: entries.clone(),
         };
         check_guards(previous.as_ref(), &fresh, options)?;
-        let changed = previous.as_ref().is_none_or(|p| p.entries != fresh.entries);
-        let document = match previous.as_ref() {
-            Some(prev) if !changed => prev.clone(),
-            // A change always moves syncToken forward, even twice in one second.
-            Some(prev) => IpRanges {
-                sync_token: fresh.sync_token.max(prev.sync_token + 1),
-                ..fresh
-            },
-            None => fresh,
-        };
+        let (document, changed) = next_document(previous.as_ref(), fresh);
 
-        let meta = |content_type| ObjectMeta {
-            content_type,
-            cache_control: options.cache_control.clone(),
-        };
         let in_place = matches!(target.baseline, Baseline::Output);
         if changed || !in_place {
             let condition = if in_place {
@@ -241,15 +211,11 @@ pub async fn publish_ips(
             } else {
                 Condition::Always
             };
+            let meta = object_meta(JSON_CONTENT_TYPE, options);
             let put = target
                 .json
                 .store
-                .put(
-                    target.json.key,
-                    document.to_json(),
-                    &meta(JSON_CONTENT_TYPE),
-                    condition,
-                )
+                .put(target.json.key, document.to_json(), &meta, condition)
                 .await;
             if retry_on_conflict(put, attempt)? {
                 continue;
@@ -266,48 +232,20 @@ pub async fn publish_ips(
         }
 
         if let Some(text) = target.text {
-            let body = document.to_text().into_bytes();
-            let current = text
-                .store
-                .get(text.key)
-                .await
-                .map_err(PublishError::Store)?;
-            if current.as_ref().map(|c| &c.bytes) != Some(&body) {
-                let put = text
-                    .store
-                    .put(
-                        text.key,
-                        body,
-                        &meta(TEXT_CONTENT_TYPE),
-                        Condition::over(current.as_ref()),
-                    )
-                    .await;
-                if retry_on_conflict(put, attempt)? {
-                    continue;
+            match write_text(&text, &document, options, attempt).await? {
+                TextWrite::Unchanged => {}
+                TextWrite::Retry => continue,
+                TextWrite::Written => {
+                    written.push(text.location());
+                    written_keys.push(text.key.to_owned());
                 }
-                tracing::info!(location = %text.location(), "wrote the text list");
-                written.push(text.location());
-                written_keys.push(text.key.to_owned());
             }
         }
 
-        let mut invalidation = None;
-        if let (Some(cdn), false) = (target.cdn, written_keys.is_empty()) {
-            let paths: Vec<String> = written_keys.iter().map(|k| invalidation_path(k)).collect();
-            let reference = format!("allowlist-{}-{}", document.sync_token, random_suffix());
-            match cdn.invalidate(&paths, &reference).await {
-                Ok(id) => {
-                    tracing::info!(invalidation = %id, paths = ?paths, "invalidated the CDN");
-                    invalidation = Some(id);
-                }
-                Err(error) => {
-                    return Err(PublishError::Invalidation {
-                        written: written.join(", "),
-                        error,
-                    })
-                }
-            }
-        }
+        let invalidation = match (target.cdn, written_keys.is_empty()) {
+            (Some(cdn), false) => Some(invalidate(cdn, &written_keys, &document, &written).await?),
+            _ => None,
+        };
         return Ok(PublishReport {
             regions: ips.regions.clone(),
             prefixes: document.prefix_count(),
@@ -322,6 +260,113 @@ pub async fn publish_ips(
     Err(PublishError::Busy {
         location: target.json.location(),
     })
+}
+
+/// Reads the baseline: the stored object (for the write condition) and it as a document.
+async fn read_baseline(
+    target: &Target<'_>,
+    options: &PublishOptions,
+    attempt: u32,
+) -> Result<(Option<Stored>, Option<IpRanges>), PublishError> {
+    let read = match target.baseline {
+        Baseline::Output => target.json.store.get(target.json.key).await,
+        Baseline::Elsewhere(place) => place.store.get(place.key).await,
+        Baseline::Nothing => Ok(None),
+    }
+    .map_err(PublishError::Store)?;
+    let previous = baseline_document(target, read.as_ref(), options)?;
+    match (&read, &previous) {
+        (Some(stored), Some(doc)) => tracing::debug!(
+            etag = %stored.etag,
+            prefixes = doc.prefix_count(),
+            sync_token = doc.sync_token,
+            attempt,
+            "read the published document"
+        ),
+        _ => tracing::debug!(attempt, "no published document to compare with"),
+    }
+    Ok((read, previous))
+}
+
+/// The document to publish and whether its prefix set changed: the previous one as it is when
+/// nothing changed, else `fresh` with a syncToken that always moves forward (even twice in one
+/// second).
+fn next_document(previous: Option<&IpRanges>, fresh: IpRanges) -> (IpRanges, bool) {
+    match previous {
+        Some(prev) if prev.entries == fresh.entries => (prev.clone(), false),
+        Some(prev) => (
+            IpRanges {
+                sync_token: fresh.sync_token.max(prev.sync_token + 1),
+                ..fresh
+            },
+            true,
+        ),
+        None => (fresh, true),
+    }
+}
+
+fn object_meta(content_type: &'static str, options: &PublishOptions) -> ObjectMeta {
+    ObjectMeta {
+        content_type,
+        cache_control: options.cache_control.clone(),
+    }
+}
+
+/// What writing the text list did.
+enum TextWrite {
+    Unchanged,
+    Written,
+    /// A concurrent writer: go back to the read.
+    Retry,
+}
+
+/// Writes the plain-text list when it differs from what `text` holds (conditionally on that).
+async fn write_text(
+    text: &Place<'_>,
+    document: &IpRanges,
+    options: &PublishOptions,
+    attempt: u32,
+) -> Result<TextWrite, PublishError> {
+    let body = document.to_text().into_bytes();
+    let current = text
+        .store
+        .get(text.key)
+        .await
+        .map_err(PublishError::Store)?;
+    if current.as_ref().map(|c| &c.bytes) == Some(&body) {
+        return Ok(TextWrite::Unchanged);
+    }
+    let meta = object_meta(TEXT_CONTENT_TYPE, options);
+    let put = text
+        .store
+        .put(text.key, body, &meta, Condition::over(current.as_ref()))
+        .await;
+    if retry_on_conflict(put, attempt)? {
+        return Ok(TextWrite::Retry);
+    }
+    tracing::info!(location = %text.location(), "wrote the text list");
+    Ok(TextWrite::Written)
+}
+
+/// Invalidates the written keys on the CDN; a failure names what was written before it.
+async fn invalidate(
+    cdn: &dyn Cdn,
+    keys: &[String],
+    document: &IpRanges,
+    written: &[String],
+) -> Result<String, PublishError> {
+    let paths: Vec<String> = keys.iter().map(|k| invalidation_path(k)).collect();
+    let reference = format!("allowlist-{}-{}", document.sync_token, random_suffix());
+    match cdn.invalidate(&paths, &reference).await {
+        Ok(id) => {
+            tracing::info!(invalidation = %id, paths = ?paths, "invalidated the CDN");
+            Ok(id)
+        }
+        Err(error) => Err(PublishError::Invalidation {
+            written: written.join(", "),
+            error,
+        }),
+    }
 }
 
 /// The baseline as a document: None when there is none, or when it is unreadable and `--force`
