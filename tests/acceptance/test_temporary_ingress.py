@@ -155,7 +155,7 @@ def test_temporary_ingress_expiry_proposes_replacement(terraform, emulator, my_i
     out = one_line(plan.stdout + plan.stderr)
     assert "must be replaced" in out
     assert f"The grant {first['id']} expired at {first['expires_at']}" in out
-    assert "Applying replaces it with a new grant until about" in out
+    assert "Applying replaces it with a new grant lasting 1h" in out
 
     # Apply re-grants: new id and expiry, same access, old rules gone.
     terraform.apply()

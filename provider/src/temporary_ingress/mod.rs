@@ -18,7 +18,7 @@ use crate::diagnostics::{authorize_error, aws_error, grant_error};
 use crate::provider_data::{ProviderData, ProviderDataCell};
 use crate::tfplugin::{
     Attribute, AttributePath, Block, Diagnostic, Diagnostics, Mode, PlanChange, ReadOutcome,
-    Resource, Schema, Tri, Type, Value,
+    Resource, Schema, ToValue, Tri, Type, Value,
 };
 use allowlist_core::clock::{format_instant, Clock};
 use allowlist_core::ingress::{self, tags, Grant};
@@ -131,8 +131,8 @@ impl Resource for TemporaryIngress {
                 Mode::Required,
                 "How long the grant lasts from its creation, as a duration such as `24h`, `90m` or `1h30m`. Must \
                  be greater than zero and at most the provider's `max_ttl`. Changing it moves `expires_at` in \
-                 place (the rules are re-tagged, no access gap); if the new expiry has already passed, the grant \
-                 is replaced.",
+                 place (the rules are re-tagged, no access gap); if the new expiry has already passed when it \
+                 is applied, the grant is recorded as `expired` and the next apply replaces it.",
             ))
             .attribute(Attribute::new(
                 attr::DESCRIPTION,
@@ -199,7 +199,16 @@ impl Resource for TemporaryIngress {
                     "The ARN of the AWS identity that made the grant (from STS), also the `allowlist:granted-by` tag.",
                 )
                 .stable(),
-            ),
+            )
+            .attribute(Attribute::new(
+                attr::EXPIRED,
+                Type::Bool,
+                Mode::Computed,
+                "Whether the grant had expired (`expires_at` passed) when Terraform last read it. The plan \
+                 takes time only from here, so a saved plan applies as planned however late: a grant read \
+                 as expired is replaced at the next apply, and `terraform plan -refresh=false` (which reads \
+                 nothing) never expires a grant.",
+            )),
         )
     }
 
@@ -256,7 +265,7 @@ impl Resource for TemporaryIngress {
             .grant_rules(&provider.aws, region, id)
             .await
             .map_err(|e| Diagnostics::from(aws_error("Unable to Read Ingress Grant", &e)))?;
-        match current.refreshed(&rules) {
+        match current.refreshed(&rules, self.clock.now()) {
             Some(refreshed) => Ok((ReadOutcome::Found(refreshed.to_value()), Diagnostics::new())),
             None => {
                 tracing::info!(grant = %id, "all rules of the grant are gone");
@@ -266,10 +275,22 @@ impl Resource for TemporaryIngress {
     }
 
     async fn update(&self, prior: &Value, planned: &Value) -> (Value, Diagnostics) {
-        match self.change_grant(prior, planned).await {
-            Ok(()) => (planned.clone(), Diagnostics::new()),
-            Err(d) => (prior.clone(), d),
+        if let Err(d) = self.change_grant(prior, planned).await {
+            return (prior.clone(), d);
         }
+        let mut state = planned.clone();
+        let mut diags = Diagnostics::new();
+        // A moved expiry: whether it has already passed is known only now.
+        if state.attr(attr::EXPIRED).is_unknown() {
+            let applied = Model::read(planned).map(|m| (m.expired_at(self.clock.now()), m));
+            if let Ok((expired, model)) = applied {
+                if expired == Tri::Known(true) {
+                    diags.push(expired_on_update(&model));
+                }
+                state.set(attr::EXPIRED, expired.to_value());
+            }
+        }
+        (state, diags)
     }
 
     async fn delete(&self, prior: &Value) -> Diagnostics {
@@ -307,7 +328,8 @@ impl Resource for TemporaryIngress {
         let rules = ingress::grant_rules(&provider.aws, region, &[grant_id.to_owned()])
             .await
             .map_err(|e| Diagnostics::from(aws_error("Unable to Import Ingress Grant", &e)))?;
-        let state = Model::from_rules(region, grant_id, &rules).ok_or_else(|| {
+        let now = self.clock.now();
+        let state = Model::from_rules(region, grant_id, &rules, now).ok_or_else(|| {
             Diagnostics::from(Diagnostic::error(
                 "Cannot Import Non-existent Grant",
                 format!("No security group rule in {region} carries {}={grant_id}. It may have expired and been swept.", tags::GRANT_ID),
@@ -370,23 +392,28 @@ impl TemporaryIngress {
         }
     }
 
-    /// Update: apply what the pure rules decide for the grant at this instant.
+    /// Update: apply what the pure rules decide (they read no clock: see [`plan`]).
     fn plan_update(&self, change: &mut PlanChange<'_>, prior: &Model, config: &Model) {
-        let decided = plan::plan_update(prior, config, self.clock.now());
+        let decided = plan::plan_update(prior, config);
         for name in decided.keep_prior {
             let kept = change.prior.attr(name).clone();
             change.planned.set(name, kept);
         }
         match decided.decision {
             Decision::InPlace(Expiry::Unchanged) => {
-                let kept = change.prior.attr(attr::EXPIRES_AT).clone();
-                change.planned.set(attr::EXPIRES_AT, kept);
+                for name in [attr::EXPIRES_AT, attr::EXPIRED] {
+                    let kept = change.prior.attr(name).clone();
+                    change.planned.set(name, kept);
+                }
             }
-            Decision::InPlace(Expiry::Moved(at)) => change
-                .planned
-                .set(attr::EXPIRES_AT, Value::string(format_instant(at))),
-            Decision::InPlace(Expiry::Unknown) => {
-                change.planned.set(attr::EXPIRES_AT, Value::unknown())
+            Decision::InPlace(moved) => {
+                let expires_at = match moved {
+                    Expiry::Moved(at) => Value::string(format_instant(at)),
+                    _ => Value::unknown(),
+                };
+                change.planned.set(attr::EXPIRES_AT, expires_at);
+                // Whether the new expiry has passed is found when it is applied.
+                change.planned.set(attr::EXPIRED, Value::unknown());
             }
             Decision::Replace { because, warning } => {
                 change.diagnostics.push(warning);
@@ -456,6 +483,7 @@ impl TemporaryIngress {
         state.expires_at = Tri::Known(format_instant(grant.expires_at));
         state.granted_by = Tri::Known(grant.granted_by.clone());
         state.rule_ids = Tri::Known(rules.iter().map(|r| Tri::Known(r.id.clone())).collect());
+        state.expired = Tri::Known(false);
         Ok(state.to_value())
     }
 
@@ -503,6 +531,19 @@ impl TemporaryIngress {
     }
 }
 
+/// The warning of an update whose new expiry has already passed.
+fn expired_on_update(grant: &Model) -> Diagnostic {
+    Diagnostic::warning(
+        "Ingress Grant Expired",
+        format!(
+            "With ttl = {}, the grant {} expires at {}, which has already passed: its rules now carry that expiry and the sweep will revoke them. The next apply replaces the grant (knock again).",
+            grant.ttl.as_known().map_or("?", String::as_str),
+            grant.id.as_known().map_or("", String::as_str),
+            grant.expires_at.as_known().map_or("?", String::as_str),
+        ),
+    )
+}
+
 /// The region and grant id of a stored grant.
 fn region_and_id(state: &Model) -> Result<(&str, &str), Diagnostics> {
     match (&state.region, &state.id) {
@@ -512,5 +553,129 @@ fn region_and_id(state: &Model) -> Result<(&str, &str), Diagnostics> {
             "region or id is missing or unknown; this is a bug in the provider.",
         )
         .into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use allowlist_core::clock::FixedClock;
+    use allowlist_core::{Aws, AwsSettings};
+    use std::time::{Duration, SystemTime};
+
+    /// The resource at `now`, configured (AWS pointed at a port nothing listens on: an update
+    /// plan makes no call).
+    async fn resource_at(now: SystemTime) -> TemporaryIngress {
+        let settings = AwsSettings {
+            region: Some("us-west-2".into()),
+            endpoint_url: Some("http://127.0.0.1:9".into()),
+            ..AwsSettings::default()
+        };
+        let provider = ProviderDataCell::default();
+        provider.set(ProviderData {
+            aws: Aws::load(&settings).await,
+            egress_regions: Vec::new(),
+            max_ttl: Duration::from_secs(86_400),
+            ip_lookup_url: "http://127.0.0.1:9".into(),
+        });
+        TemporaryIngress::new(provider, Arc::new(FixedClock(now)))
+    }
+
+    fn object(pairs: &[(&str, Value)]) -> Value {
+        let mut v = Value::object(pairs.iter().map(|(k, v)| (*k, v.clone())));
+        let schema = TemporaryIngress::new(
+            ProviderDataCell::default(),
+            Arc::new(FixedClock(SystemTime::UNIX_EPOCH)),
+        )
+        .schema();
+        schema.block.conform(&mut v).expect("conforms");
+        v
+    }
+
+    /// Plans `config` over `prior` as the server would, returning the planned value, the paths
+    /// that force replacement and the diagnostics' summaries.
+    async fn plan_at(
+        now: SystemTime,
+        prior: &Value,
+        config: &Value,
+    ) -> (Value, Vec<String>, Vec<String>) {
+        let resource = resource_at(now).await;
+        let block = resource.schema().block;
+        let proposed = {
+            let mut p = prior.clone();
+            for (name, value) in [
+                (attr::TTL, config.attr(attr::TTL)),
+                (attr::DESCRIPTION, config.attr(attr::DESCRIPTION)),
+            ] {
+                p.set(name, value.clone());
+            }
+            p
+        };
+        let mut change = PlanChange {
+            prior,
+            config,
+            planned: crate::tfplugin::plan::plan_change(&block, prior, &proposed, config),
+            requires_replace: Vec::new(),
+            diagnostics: Diagnostics::new(),
+        };
+        resource.modify_plan(&mut change).await;
+        let replace = change
+            .requires_replace
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let summaries = change
+            .diagnostics
+            .iter()
+            .map(|d| d.summary.clone())
+            .collect();
+        (change.planned, replace, summaries)
+    }
+
+    #[tokio::test]
+    async fn two_plans_of_the_same_inputs_at_different_times_agree() {
+        let created = SystemTime::UNIX_EPOCH + Duration::from_secs(1_763_726_400);
+        let base = [
+            (attr::SECURITY_GROUP_IDS, Value::strings(["sg-0123abcd"])),
+            (
+                attr::PORTS,
+                Value::List(vec![Value::Number(crate::tfplugin::value::Number::Int(22))]),
+            ),
+            (attr::CIDR_BLOCKS, Value::strings(["203.0.113.7/32"])),
+            (attr::TTL, Value::string("1h")),
+            (attr::REGION, Value::string("us-west-2")),
+            (attr::PROTOCOL, Value::string("tcp")),
+            (attr::ALLOW_WORLD, Value::Bool(false)),
+        ];
+        let mut stored = base.to_vec();
+        stored.extend([
+            (attr::ID, Value::string("grant-00000000000000aa")),
+            (attr::CREATED_AT, Value::string("2025-11-21T12:00:00Z")),
+            (attr::EXPIRES_AT, Value::string("2025-11-21T13:00:00Z")),
+            (attr::RULE_IDS, Value::strings(["sgr-1"])),
+            (attr::GRANTED_BY, Value::string("arn:aws:iam::1:user/a")),
+            (attr::EXPIRED, Value::Bool(false)),
+        ]);
+        let prior = object(&stored);
+        // An in-place change (description), and a new ttl.
+        for (name, value) in [
+            (attr::DESCRIPTION, Value::string("two")),
+            (attr::TTL, Value::string("2h")),
+        ] {
+            let mut config_pairs = base.to_vec();
+            config_pairs.retain(|(n, _)| *n != name);
+            config_pairs.push((name, value));
+            let config = object(&config_pairs);
+            // Planned a minute after the grant was made, then again two hours later (after
+            // its expiry) as Terraform does when it applies a saved plan.
+            let early = plan_at(created + Duration::from_secs(60), &prior, &config).await;
+            let late = plan_at(created + Duration::from_secs(7200), &prior, &config).await;
+            assert_eq!(early, late, "{name}");
+            assert!(
+                early.1.is_empty(),
+                "{name}: in place, not replaced: {:?}",
+                early.1
+            );
+        }
     }
 }

@@ -10,7 +10,7 @@ use allowlist_core::duration;
 use allowlist_core::ingress::{self, tags, PortRange, Protocol, Rule};
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// Attribute names of `allowlist_temporary_ingress`.
 pub mod attr {
@@ -29,9 +29,11 @@ pub mod attr {
     pub const EXPIRES_AT: &str = "expires_at";
     pub const RULE_IDS: &str = "rule_ids";
     pub const GRANTED_BY: &str = "granted_by";
+    pub const EXPIRED: &str = "expired";
 
     /// What a grant computes when it is made: all unknown in the plan of a new grant.
-    pub const MADE_BY_THE_GRANT: [&str; 5] = [ID, CREATED_AT, EXPIRES_AT, RULE_IDS, GRANTED_BY];
+    pub const MADE_BY_THE_GRANT: [&str; 6] =
+        [ID, CREATED_AT, EXPIRES_AT, RULE_IDS, GRANTED_BY, EXPIRED];
 }
 
 /// A grant as Terraform holds it: the configuration, a plan or a state, each attribute in its
@@ -53,6 +55,8 @@ pub struct Model {
     pub expires_at: Tri<String>,
     pub rule_ids: Tri<Vec<Tri<String>>>,
     pub granted_by: Tri<String>,
+    /// Whether the grant had expired when it was last read: the plan's only source of time.
+    pub expired: Tri<bool>,
 }
 
 impl Model {
@@ -79,6 +83,7 @@ impl Model {
             expires_at: d.take(v.get(&root, attr::EXPIRES_AT)).unwrap_or(Tri::Null),
             rule_ids: d.take(v.get(&root, attr::RULE_IDS)).unwrap_or(Tri::Null),
             granted_by: d.take(v.get(&root, attr::GRANTED_BY)).unwrap_or(Tri::Null),
+            expired: d.take(v.get(&root, attr::EXPIRED)).unwrap_or(Tri::Null),
         };
         if d.has_errors() {
             Err(d)
@@ -105,6 +110,7 @@ impl Model {
             (attr::EXPIRES_AT, self.expires_at.to_value()),
             (attr::RULE_IDS, self.rule_ids.to_value()),
             (attr::GRANTED_BY, self.granted_by.to_value()),
+            (attr::EXPIRED, self.expired.to_value()),
         ])
     }
 
@@ -116,12 +122,12 @@ impl Model {
     }
 
     /// `expires_at` as an instant, when known and well formed.
-    pub fn expires_at(&self) -> Option<std::time::SystemTime> {
+    pub fn expires_at(&self) -> Option<SystemTime> {
         self.expires_at.as_known().and_then(|t| parse_instant(t))
     }
 
     /// `created_at` as an instant, when known and well formed.
-    pub fn created_at(&self) -> Option<std::time::SystemTime> {
+    pub fn created_at(&self) -> Option<SystemTime> {
         self.created_at.as_known().and_then(|t| parse_instant(t))
     }
 
@@ -214,9 +220,10 @@ impl Model {
         })
     }
 
-    /// This state refreshed from the grant's rules as AWS has them now; None when every rule is
-    /// gone. The earliest expiry on any rule is when access starts to end.
-    pub fn refreshed(&self, rules: &[Rule]) -> Option<Model> {
+    /// This state refreshed from the grant's rules as AWS has them `now`; None when every rule
+    /// is gone. The earliest expiry on any rule is when access starts to end; the grant has
+    /// expired once that instant is at or before `now`.
+    pub fn refreshed(&self, rules: &[Rule], now: SystemTime) -> Option<Model> {
         if rules.is_empty() {
             return None;
         }
@@ -225,11 +232,27 @@ impl Model {
         if let Some(expires) = rules.iter().filter_map(Rule::expires_at).min() {
             state.expires_at = Tri::Known(format_instant(expires));
         }
+        state.expired = state.expired_at(now);
         Some(state)
     }
 
-    /// The state of grant `grant_id` rebuilt from its rules (import); None when it has none.
-    pub fn from_rules(region: &str, grant_id: &str, rules: &[Rule]) -> Option<Model> {
+    /// Whether the grant has expired at `now` (its `expires_at` at or before it); unknown when
+    /// `expires_at` is.
+    pub fn expired_at(&self, now: SystemTime) -> Tri<bool> {
+        match self.expires_at() {
+            Some(expires) => Tri::Known(expires <= now),
+            None => Tri::Unknown,
+        }
+    }
+
+    /// The state of grant `grant_id` rebuilt from its rules (import) at `now`; None when it has
+    /// none.
+    pub fn from_rules(
+        region: &str,
+        grant_id: &str,
+        rules: &[Rule],
+        now: SystemTime,
+    ) -> Option<Model> {
         let first = rules.first()?;
         let groups: BTreeSet<&str> = rules.iter().map(|r| r.group_id.as_str()).collect();
         let perms: Vec<_> = rules.iter().filter_map(Rule::permission).collect();
@@ -261,7 +284,7 @@ impl Model {
             .iter()
             .any(|c| ingress::check_cidr(&c.to_string(), false).is_err());
         let known = |s: Option<String>| s.map_or(Tri::Null, Tri::Known);
-        Some(Model {
+        let state = Model {
             security_group_ids: Tri::Known(
                 groups.iter().map(|g| Tri::Known(g.to_string())).collect(),
             ),
@@ -288,7 +311,9 @@ impl Model {
             expires_at: known(expires.map(format_instant)),
             rule_ids: rule_id_list(rules),
             granted_by: known(first.tags.get(tags::GRANTED_BY).cloned()),
-        })
+            expired: Tri::Null,
+        };
+        state.refreshed(rules, now)
     }
 }
 
@@ -681,7 +706,7 @@ mod tests {
             rule("sgr-1", "sg-0123abcd", 22, "203.0.113.7/32", &grant),
             rule("sgr-2", "sg-0123abcd", 443, "203.0.113.7/32", &grant),
         ];
-        let state = Model::from_rules("us-west-2", &grant.id, &rules)
+        let state = Model::from_rules("us-west-2", &grant.id, &rules, created)
             .expect("state")
             .to_value();
         assert_eq!(state.attr("ports"), &Value::List(vec![num(22), num(443)]));
@@ -693,6 +718,36 @@ mod tests {
         assert_eq!(state.attr("tags").attr("team"), &Value::string("sre"));
         assert_eq!(state.attr("allow_world"), &Value::Bool(false));
         assert_eq!(state.attr("rule_ids"), &Value::strings(["sgr-1", "sgr-2"]));
-        assert!(Model::from_rules("us-west-2", &grant.id, &[]).is_none());
+        assert_eq!(state.attr("expired"), &Value::Bool(false));
+        assert!(Model::from_rules("us-west-2", &grant.id, &[], created).is_none());
+    }
+
+    #[test]
+    fn a_read_records_expiry_from_the_instant_it_passes() {
+        let created = SystemTime::UNIX_EPOCH + Duration::from_secs(1_763_726_400);
+        let grant = Grant {
+            id: "grant-00000000000000aa".into(),
+            region: "us-west-2".into(),
+            group_ids: vec![],
+            protocol: Protocol::Tcp,
+            ports: vec![],
+            cidrs: vec![],
+            description: None,
+            user_tags: BTreeMap::new(),
+            created_at: created,
+            expires_at: created + Duration::from_secs(3600),
+            granted_by: "arn:aws:iam::1:user/a".into(),
+        };
+        let rules = [rule("sgr-1", "sg-0123abcd", 22, "203.0.113.7/32", &grant)];
+        let stored = Model::from_rules("us-west-2", &grant.id, &rules, created).expect("state");
+        let read_at = |secs: u64| {
+            stored
+                .refreshed(&rules, created + Duration::from_secs(secs))
+                .map(|m| m.expired)
+        };
+        assert_eq!(read_at(3599), Some(Tri::Known(false)));
+        assert_eq!(read_at(3600), Some(Tri::Known(true)), "at the instant");
+        assert_eq!(read_at(7200), Some(Tri::Known(true)));
+        assert_eq!(stored.refreshed(&[], created), None, "every rule gone");
     }
 }

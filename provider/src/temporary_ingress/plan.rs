@@ -1,14 +1,16 @@
 //! The plan rules of `allowlist_temporary_ingress`, as pure functions of their inputs (the prior
-//! state, the configuration, the provider's limits and the instant `now`), so each rule has a
-//! millisecond unit test on a fixed clock. The resource applies what they decide to the plan.
+//! state, the configuration and the provider's limits), so each rule has a millisecond unit test.
+//! They read no clock: Terraform plans again at apply, and a saved plan applied an hour later
+//! must be planned exactly as it was. Time enters only through the state, where reading the
+//! grant records whether it had `expired` (see [`super::model::Model::refreshed`]).
 //!
-//! - A new grant gets its defaults (region, protocol, allow_world) or an error.
+//! - A new grant gets its defaults (region, protocol, allow_world, not expired) or an error.
 //! - Where the configuration says what the state says in other words (the same groups in another
 //!   order, `24h` for `1day`), the prior value stays: no spurious diff.
 //! - Rules removed outside Terraform: replace the grant.
-//! - Expired (its `expires_at` at or before `now`): replace it, "knock again", with a warning.
-//! - A changed `ttl` moves `expires_at` in place to `created_at + ttl`, or replaces the grant
-//!   when that instant has already passed.
+//! - Expired when last read: replace it, "knock again", with a warning.
+//! - A changed `ttl` moves `expires_at` in place to `created_at + ttl` (whether that instant has
+//!   passed is for the apply to find, and for the next read to act on).
 
 use super::model::{attr, Model};
 use crate::tfplugin::{AttributePath, Diagnostic, Tri};
@@ -42,6 +44,8 @@ pub struct CreateDefaults {
     pub region: Option<String>,
     pub protocol: Option<&'static str>,
     pub allow_world: Option<bool>,
+    /// A new grant has not expired (its ttl is above zero).
+    pub expired: bool,
 }
 
 /// The defaults of a new grant, or an error when no region can be had. An unset `cidr_blocks`
@@ -66,6 +70,7 @@ pub fn create_defaults(
         region,
         protocol: config.protocol.is_null().then_some(Protocol::Tcp.as_str()),
         allow_world: config.allow_world.is_null().then_some(false),
+        expired: false,
     })
 }
 
@@ -93,7 +98,8 @@ pub enum Decision {
     Invalid(Diagnostic),
 }
 
-/// The planned `expires_at` of a grant kept in place.
+/// The planned `expires_at` of a grant kept in place (and with it `expired`: as stored when the
+/// expiry does not move, else found at apply).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expiry {
     /// As stored: `ttl` did not change.
@@ -104,17 +110,17 @@ pub enum Expiry {
     Unknown,
 }
 
-/// The rules for a grant that exists (`prior`) under a new `config`, at `now`.
-pub fn plan_update(prior: &Model, config: &Model, now: SystemTime) -> UpdatePlan {
+/// The rules for a grant that exists (`prior`, as last read) under a new `config`.
+pub fn plan_update(prior: &Model, config: &Model) -> UpdatePlan {
     let keep_prior = equivalent_prior(prior, config);
-    let decision = decide(prior, config, &keep_prior, now);
+    let decision = decide(prior, config, &keep_prior);
     UpdatePlan {
         keep_prior,
         decision,
     }
 }
 
-fn decide(prior: &Model, config: &Model, keep_prior: &[&str], now: SystemTime) -> Decision {
+fn decide(prior: &Model, config: &Model, keep_prior: &[&str]) -> Decision {
     // Rules deleted by hand (or swept): some gone means the grant must be made again.
     if let Some(expected) = prior.expected_rule_count() {
         let present = prior.present_rule_count();
@@ -132,20 +138,20 @@ fn decide(prior: &Model, config: &Model, keep_prior: &[&str], now: SystemTime) -
         }
     }
 
-    // Expired: "knock again".
+    // Expired when last read: "knock again".
     let ttl = config.ttl();
-    if let Some(expiry) = prior.expires_at().filter(|e| *e <= now) {
-        let until = ttl
-            .map(|t| format!(" until about {}", format_instant(now + t)))
+    if prior.expired == Tri::Known(true) {
+        let expiry = prior.expires_at.as_known().map_or("", String::as_str);
+        let lasting = ttl
+            .map(|t| format!(" lasting {}", duration::format(t)))
             .unwrap_or_default();
         return Decision::Replace {
-            because: attr::EXPIRES_AT,
+            because: attr::EXPIRED,
             warning: Diagnostic::warning(
                 "Ingress Grant Expired",
                 format!(
-                    "The grant {} expired at {}. Applying replaces it with a new grant{until}.",
+                    "The grant {} expired at {expiry}. Applying replaces it with a new grant{lasting}, from the moment it is applied.",
                     prior.id.as_known().map_or("", String::as_str),
-                    format_instant(expiry)
                 ),
             ),
         };
@@ -159,8 +165,9 @@ fn decide(prior: &Model, config: &Model, keep_prior: &[&str], now: SystemTime) -
     let (Some(created), Some(ttl)) = (prior.created_at(), ttl) else {
         return Decision::InPlace(Expiry::Unknown);
     };
-    let Some(expiry) = clock::checked_add(created, ttl) else {
-        return Decision::Invalid(
+    match clock::checked_add(created, ttl) {
+        Some(expiry) => Decision::InPlace(Expiry::Moved(expiry)),
+        None => Decision::Invalid(
             Diagnostic::error(
                 "Invalid Stored State",
                 format!(
@@ -170,23 +177,8 @@ fn decide(prior: &Model, config: &Model, keep_prior: &[&str], now: SystemTime) -
                 ),
             )
             .at(AttributePath::of(attr::CREATED_AT)),
-        );
-    };
-    if expiry <= now {
-        return Decision::Replace {
-            because: attr::EXPIRES_AT,
-            warning: Diagnostic::warning(
-                "Ingress Grant Expired",
-                format!(
-                    "With ttl = {}, the grant would have expired at {}. Applying replaces it with a new grant until about {}.",
-                    duration::format(ttl),
-                    format_instant(expiry),
-                    format_instant(now + ttl)
-                ),
-            ),
-        };
+        ),
     }
-    Decision::InPlace(Expiry::Moved(expiry))
 }
 
 /// The attributes where the configuration says the same as the prior state in other words: the
@@ -298,11 +290,12 @@ mod tests {
             expires_at: Tri::Null,
             rule_ids: Tri::Null,
             granted_by: Tri::Null,
+            expired: Tri::Null,
         }
     }
 
     /// The state of `config()` granted 30 minutes before now (so it expires in 30 minutes), with
-    /// all of its 4 rules.
+    /// all of its 4 rules, read and found live.
     fn state() -> Model {
         Model {
             region: text("us-west-2"),
@@ -313,6 +306,7 @@ mod tests {
             expires_at: text(&format_instant(at(1800))),
             rule_ids: known_list(&["sgr-1", "sgr-2", "sgr-3", "sgr-4"]),
             granted_by: text("arn:aws:iam::123456789012:user/alice"),
+            expired: Tri::Known(false),
             ..config()
         }
     }
@@ -326,36 +320,41 @@ mod tests {
 
     #[test]
     fn an_unchanged_live_grant_stays_as_it_is() {
-        let plan = plan_update(&state(), &config(), at(0));
+        let plan = plan_update(&state(), &config());
         assert_eq!(plan.decision, Decision::InPlace(Expiry::Unchanged));
         assert!(plan.keep_prior.is_empty());
     }
 
     #[test]
-    fn expiry_replaces_the_grant_with_a_warning_from_the_instant_it_passes() {
-        let state = state();
-        // One second before the expiry the grant is live.
-        let plan = plan_update(&state, &config(), at(1799));
-        assert_eq!(plan.decision, Decision::InPlace(Expiry::Unchanged));
-        // At the expiry instant it has expired ("at or before now").
-        let plan = plan_update(&state, &config(), at(1800));
+    fn a_grant_read_as_expired_is_replaced_with_a_warning() {
+        let expired = Model {
+            expired: Tri::Known(true),
+            ..state()
+        };
+        let plan = plan_update(&expired, &config());
         assert_eq!(
             replaced_because(&plan),
-            Some((attr::EXPIRES_AT, "Ingress Grant Expired"))
+            Some((attr::EXPIRED, "Ingress Grant Expired"))
         );
         let Decision::Replace { warning, .. } = plan.decision else {
             unreachable!()
         };
-        assert!(
-            warning.detail.contains("expired at 2025-11-21T12:30:00Z"),
-            "{}",
-            warning.detail
+        assert_eq!(
+            warning.detail,
+            "The grant grant-00000000000000aa expired at 2025-11-21T12:30:00Z. Applying replaces it \
+             with a new grant lasting 1h, from the moment it is applied."
         );
-        assert!(
-            warning.detail.contains("until about 2025-11-21T13:30:00Z"),
-            "{}",
-            warning.detail
-        );
+        // Read as live (or never read since it was made): no replacement, whatever the time.
+        for live in [Tri::Known(false), Tri::Null] {
+            let state = Model {
+                expired: live,
+                ..state()
+            };
+            assert_eq!(
+                plan_update(&state, &config()).decision,
+                Decision::InPlace(Expiry::Unchanged)
+            );
+        }
     }
 
     #[test]
@@ -364,31 +363,22 @@ mod tests {
             ttl: text("2h"),
             ..config()
         };
-        let plan = plan_update(&state(), &config, at(0));
+        let plan = plan_update(&state(), &config);
         // created 30 min ago + 2h = 90 min from now.
         assert_eq!(plan.decision, Decision::InPlace(Expiry::Moved(at(5400))));
         assert!(plan.keep_prior.is_empty());
     }
 
     #[test]
-    fn a_new_ttl_already_past_replaces_the_grant() {
-        // created 30 min ago + 30 min = now: already past.
+    fn a_new_ttl_already_past_still_moves_in_place_and_the_apply_finds_it_expired() {
+        // created 30 min ago + 10 min: in the past at plan time, but the plan does not read the
+        // clock; the apply sets the tags and records expired, and the next plan replaces.
         let config = Model {
-            ttl: text("30m"),
+            ttl: text("10m"),
             ..config()
         };
-        let plan = plan_update(&state(), &config, at(0));
-        assert_eq!(
-            replaced_because(&plan),
-            Some((attr::EXPIRES_AT, "Ingress Grant Expired"))
-        );
-        // One second longer and it is still in the future: moved in place.
-        let config = Model {
-            ttl: text("1801s"),
-            ..config
-        };
-        let plan = plan_update(&state(), &config, at(0));
-        assert_eq!(plan.decision, Decision::InPlace(Expiry::Moved(at(1))));
+        let plan = plan_update(&state(), &config);
+        assert_eq!(plan.decision, Decision::InPlace(Expiry::Moved(at(-1200))));
     }
 
     #[test]
@@ -397,7 +387,7 @@ mod tests {
             ttl: Tri::Unknown,
             ..config()
         };
-        let plan = plan_update(&state(), &config, at(0));
+        let plan = plan_update(&state(), &config);
         assert_eq!(plan.decision, Decision::InPlace(Expiry::Unknown));
     }
 
@@ -412,7 +402,7 @@ mod tests {
             ttl: text("2days"),
             ..config()
         };
-        let plan = plan_update(&state, &config, at(0));
+        let plan = plan_update(&state, &config);
         let Decision::Invalid(d) = plan.decision else {
             panic!("{:?}", plan.decision)
         };
@@ -426,7 +416,7 @@ mod tests {
             rule_ids: known_list(&["sgr-1", "sgr-2", "sgr-3"]),
             ..state()
         };
-        let plan = plan_update(&state, &config(), at(0));
+        let plan = plan_update(&state, &config());
         assert_eq!(
             replaced_because(&plan),
             Some((attr::RULE_IDS, "Ingress Rules Missing"))
@@ -441,7 +431,7 @@ mod tests {
         );
         // All four present: no replacement.
         assert_eq!(
-            plan_update(&self::state(), &config(), at(0)).decision,
+            plan_update(&self::state(), &config()).decision,
             Decision::InPlace(Expiry::Unchanged)
         );
     }
@@ -460,7 +450,7 @@ mod tests {
             ttl: text("90m"),
             ..config()
         };
-        let plan = plan_update(&state, &config, at(0));
+        let plan = plan_update(&state, &config);
         assert_eq!(
             plan.keep_prior,
             vec![attr::SECURITY_GROUP_IDS, attr::PORTS, attr::TTL]
@@ -515,6 +505,7 @@ mod tests {
                 region: Some("us-west-2".into()),
                 protocol: Some("tcp"),
                 allow_world: Some(false),
+                expired: false,
             }
         );
         let set = Model {
@@ -523,7 +514,13 @@ mod tests {
             allow_world: Tri::Known(true),
             ..config()
         };
-        assert_eq!(create_defaults(&set, None), Ok(CreateDefaults::default()));
+        let none = CreateDefaults {
+            region: None,
+            protocol: None,
+            allow_world: None,
+            expired: false,
+        };
+        assert_eq!(create_defaults(&set, None), Ok(none));
         let unknown = Model {
             region: Tri::Unknown,
             ..config()
