@@ -33,10 +33,12 @@ const MAX_BODY: usize = 256;
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Asks `url` for the caller's public IP: a plain-text body holding one IPv4 or IPv6 address.
+/// Errors name the URL with any credentials in it hidden ([`crate::url::redacted`]).
 pub async fn public_ip(url: &str) -> Result<IpAddr, IpLookupError> {
+    let shown = crate::url::redacted(url);
     let unreachable = |e: reqwest::Error| IpLookupError::Unreachable {
-        url: url.to_owned(),
-        message: e.to_string(),
+        url: shown.clone(),
+        message: e.without_url().to_string(),
     };
     let client = reqwest::Client::builder()
         .timeout(LOOKUP_TIMEOUT)
@@ -46,7 +48,7 @@ pub async fn public_ip(url: &str) -> Result<IpAddr, IpLookupError> {
     let status = response.status();
     if !status.is_success() {
         return Err(IpLookupError::Status {
-            url: url.to_owned(),
+            url: shown,
             status: status.as_u16(),
         });
     }
@@ -55,7 +57,7 @@ pub async fn public_ip(url: &str) -> Result<IpAddr, IpLookupError> {
         .trim()
         .to_owned();
     text.parse().map_err(|_| IpLookupError::NotAnIp {
-        url: url.to_owned(),
+        url: shown,
         body: text,
     })
 }

@@ -14,11 +14,9 @@ pub const MAX: Duration = Duration::from_secs(100 * 31_557_600);
 /// says which attribute or flag the value came from.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DurationError {
-    /// Not a duration at all; `reason` is the parser's own account.
-    #[error(
-        "{value:?} is not a duration ({reason}). Use forms like \"24h\", \"90m\" or \"1h30m\"."
-    )]
-    Malformed { value: String, reason: String },
+    /// Not a duration at all.
+    #[error("{value:?} is not a duration: write a whole number and a unit (s, m, h, d), e.g. \"90m\", \"24h\", \"7d\" or \"1h30m\".")]
+    Malformed { value: String },
     /// Longer than [`MAX`].
     #[error("{value:?} is longer than 100 years, the longest duration accepted.")]
     TooLong { value: String },
@@ -29,9 +27,8 @@ pub enum DurationError {
 
 /// Parses a duration of zero or more, at most [`MAX`].
 pub fn parse(value: &str) -> Result<Duration, DurationError> {
-    let d = humantime::parse_duration(value).map_err(|err| DurationError::Malformed {
+    let d = humantime::parse_duration(value).map_err(|_| DurationError::Malformed {
         value: value.to_owned(),
-        reason: err.to_string(),
     })?;
     if d > MAX {
         return Err(DurationError::TooLong {
@@ -57,9 +54,16 @@ pub fn same(a: &str, b: &str) -> bool {
     }
 }
 
-/// Formats a duration compactly in whole seconds (`24h`, `1h 30m`), for messages and state.
+/// Formats a duration in whole seconds in the largest unit that writes it exactly, hours at most
+/// (`36h`, `90m`, `45s`): one number, one unit, as people write a ttl. Zero is `0s`.
 pub fn format(d: Duration) -> String {
-    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+    let secs = d.as_secs();
+    match secs {
+        0 => "0s".to_owned(),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
 }
 
 #[cfg(test)]
@@ -83,12 +87,12 @@ mod tests {
                 value: "101years".into()
             })
         );
-        let err = parse("soon").expect_err("not a duration");
-        assert!(
-            err.to_string().starts_with("\"soon\" is not a duration ("),
-            "{err}"
-        );
-        assert!(err.to_string().contains("\"90m\""), "{err}");
+        let err = parse("soon").expect_err("not a duration").to_string();
+        assert!(err.starts_with("\"soon\" is not a duration: "), "{err}");
+        assert!(err.contains("\"90m\"") && err.contains("\"7d\""), "{err}");
+        // What is accepted, not the parser's internals.
+        let err = parse("-1h").expect_err("negative").to_string();
+        assert!(!err.contains("expected"), "{err}");
     }
 
     #[test]
@@ -99,8 +103,16 @@ mod tests {
     }
 
     #[test]
-    fn formats_in_whole_seconds() {
-        assert_eq!(format(Duration::from_millis(5_400_900)), "1h 30m");
-        assert_eq!(format(Duration::from_secs(86_400)), "1day");
+    fn formats_in_one_compact_unit() {
+        assert_eq!(format(Duration::from_millis(5_400_900)), "90m");
+        assert_eq!(format(Duration::from_secs(86_400)), "24h");
+        assert_eq!(format(Duration::from_secs(129_600)), "36h");
+        assert_eq!(format(Duration::from_secs(3_601)), "3601s");
+        assert_eq!(format(Duration::ZERO), "0s");
+        // What it writes reads back as the same duration.
+        for secs in [1, 59, 60, 3_599, 3_600, 5_400, 86_400, 3_153_600_000] {
+            let d = Duration::from_secs(secs);
+            assert_eq!(parse(&format(d)), Ok(d), "{secs}");
+        }
     }
 }

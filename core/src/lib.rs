@@ -15,6 +15,7 @@ pub mod ingress;
 pub mod paging;
 pub mod region;
 pub mod sweep;
+pub mod url;
 pub mod wildcard;
 
 pub use aws::{Aws, AwsSettings};

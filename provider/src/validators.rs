@@ -35,17 +35,10 @@ pub fn positive_duration(value: &str, path: &AttributePath) -> Result<Duration, 
         .map_err(|e| Diagnostic::error("Invalid Duration", e.to_string()).at(path.clone()))
 }
 
-/// An absolute http:// or https:// URL.
+/// An absolute http:// or https:// URL (named redacted in the message).
 pub fn url(value: &str, path: &AttributePath) -> Result<(), Diagnostic> {
-    if value.starts_with("https://") || value.starts_with("http://") {
-        Ok(())
-    } else {
-        Err(Diagnostic::error(
-            "Invalid URL",
-            format!("{value:?} is not an absolute http:// or https:// URL."),
-        )
-        .at(path.clone()))
-    }
+    allowlist_core::url::check_http(value)
+        .map_err(|msg| Diagnostic::error("Invalid URL", msg).at(path.clone()))
 }
 
 #[cfg(test)]

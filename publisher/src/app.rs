@@ -21,16 +21,13 @@ pub const EXIT_USAGE: u8 = 2;
 
 /// Runs the command; returns the process exit code.
 pub async fn execute(cli: &Cli, clock: &dyn Clock) -> u8 {
-    let settings = AwsSettings {
-        region: cli.global.region.clone(),
-        profile: cli.global.profile.clone(),
-        endpoint_url: cli.global.endpoint_url.clone(),
-        request_timeout: Some(cli.global.request_timeout),
-    };
-    let result = match &cli.command {
-        Command::Publish(args) => publish(args, &settings, clock).await,
-        Command::Sweep(args) => sweep(args, &settings, clock).await,
-        Command::Run(args) => schedule(args, &settings, clock).await,
+    let result = match cli.global.aws_settings() {
+        Ok(settings) => match &cli.command {
+            Command::Publish(args) => publish(args, &settings, clock).await,
+            Command::Sweep(args) => sweep(args, &settings, clock).await,
+            Command::Run(args) => schedule(args, &settings, clock).await,
+        },
+        Err(usage) => Err(usage),
     };
     result.unwrap_or_else(|usage| {
         eprintln!("error: {usage}\n\nFor more information, try '--help'.");

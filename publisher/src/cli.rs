@@ -8,6 +8,7 @@ use allowlist_core::duration;
 use allowlist_core::egress::{
     check_requested_regions, EgressQuery, Filter, FilterProblem, LookupError, ALL_REGIONS,
 };
+use allowlist_core::AwsSettings;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -104,6 +105,23 @@ pub struct RegionsArg {
         value_name = "REGIONS"
     )]
     pub regions: Vec<String>,
+}
+
+impl Global {
+    /// Where AWS is, checked: a bad `--endpoint-url` is a usage error naming the flag (checked
+    /// here rather than by clap, whose message would echo the value with any credentials in it).
+    pub fn aws_settings(&self) -> Result<AwsSettings, UsageError> {
+        if let Some(url) = &self.endpoint_url {
+            allowlist_core::url::check_http(url)
+                .map_err(|message| UsageError::new("--endpoint-url", message))?;
+        }
+        Ok(AwsSettings {
+            region: self.region.clone(),
+            profile: self.profile.clone(),
+            endpoint_url: self.endpoint_url.clone(),
+            request_timeout: Some(self.request_timeout),
+        })
+    }
 }
 
 impl RegionsArg {

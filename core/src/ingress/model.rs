@@ -146,8 +146,8 @@ pub fn check_cidr(s: &str, allow_world: bool) -> Result<IpNet, String> {
     }
     if !allow_world && net.prefix_len() < min_prefix(&net) {
         return Err(format!(
-            "{s:?} opens access to {} addresses; grants are limited to /{} (IPv4) and /{} (IPv6) or narrower unless allow_world = true",
-            if net.prefix_len() == 0 { "every".to_owned() } else { format!("2^{}", net.max_prefix_len() - net.prefix_len()) },
+            "{s:?} opens access to {}; grants are limited to /{} (IPv4) and /{} (IPv6) or narrower unless allow_world = true",
+            if net.prefix_len() == 0 { "every address".to_owned() } else { format!("2^{} addresses", net.max_prefix_len() - net.prefix_len()) },
             MIN_PREFIX_V4,
             MIN_PREFIX_V6
         ));
@@ -502,6 +502,12 @@ mod tests {
             .unwrap_err()
             .contains("allow_world"));
         assert!(check_cidr("0.0.0.0/0", true).is_ok());
+        assert!(check_cidr("0.0.0.0/0", false)
+            .unwrap_err()
+            .contains("opens access to every address;"));
+        assert!(check_cidr("10.0.0.0/8", false)
+            .unwrap_err()
+            .contains("opens access to 2^24 addresses;"));
         assert!(check_cidr("203.0.113.7", false)
             .unwrap_err()
             .contains("\"203.0.113.7/32\""));

@@ -65,7 +65,7 @@ impl Resource for TemporaryIngress {
                     attr::SECURITY_GROUP_IDS,
                     Type::list(Type::String),
                     Mode::Required,
-                    "Security groups to open, all in `region`, e.g. `[\"sg-0123456789abcdef0\"]`. Changing this \
+                    "Security groups to open, all in `region`, each once, e.g. `[\"sg-0123456789abcdef0\"]`. Changing this \
                      replaces the grant.",
                 )
                 .force_new(),
@@ -86,7 +86,7 @@ impl Resource for TemporaryIngress {
                     attr::PORTS,
                     Type::list(Type::Number),
                     Mode::Optional,
-                    "Single ports to open (0-65535), e.g. `[22, 443]`. For `tcp` and `udp`, at least one of \
+                    "Single ports to open (whole numbers 0-65535, each once), e.g. `[22, 443]`. For `tcp` and `udp`, at least one of \
                      `ports` and `port_ranges` is required; `icmp` and `icmpv6` take neither and open all types. \
                      Changing this replaces the grant.",
                 )
@@ -97,7 +97,7 @@ impl Resource for TemporaryIngress {
                     attr::PORT_RANGES,
                     Type::list(Type::String),
                     Mode::Optional,
-                    "Inclusive port ranges to open, written `\"FROM-TO\"`, e.g. `[\"8000-8100\"]`. Changing this \
+                    "Inclusive port ranges to open, each once, written `\"FROM-TO\"`, e.g. `[\"8000-8100\"]`. Changing this \
                      replaces the grant.",
                 )
                 .force_new(),
@@ -117,7 +117,7 @@ impl Resource for TemporaryIngress {
                     attr::CIDR_BLOCKS,
                     Type::list(Type::String),
                     Mode::OptionalComputed,
-                    "IPv4 and/or IPv6 CIDR blocks to let in, in canonical form (e.g. `203.0.113.7/32`). Defaults \
+                    "IPv4 and/or IPv6 CIDR blocks to let in, each once, in canonical form (e.g. `203.0.113.7/32`). Defaults \
                      to your current public IP as a /32 (or /128), detected from the provider's `ip_lookup_url` \
                      when the grant is applied (the plan shows it as known after apply). `0.0.0.0/0`, `::/0` and blocks broader than /16 (IPv4) or /48 \
                      (IPv6) are refused unless `allow_world` is true. Changing this replaces the grant.",
@@ -232,8 +232,8 @@ impl Resource for TemporaryIngress {
             Ok(p) => p,
             Err(d) => return change.diagnostics.extend(d),
         };
-        if let Some(ttl) = config.ttl() {
-            if let Err(d) = plan::check_ttl_limit(ttl, provider.max_ttl) {
+        if let (Some(ttl), Tri::Known(written)) = (config.ttl(), &config.ttl) {
+            if let Err(d) = plan::check_ttl_limit(written, ttl, provider.max_ttl) {
                 return change.diagnostics.push(d);
             }
         }

@@ -3,6 +3,7 @@
 //! state alike), the per-attribute checks of a configuration, each reporting at its own path, and
 //! the conversions to and from core's grant types (the grant to make, a state rebuilt from rules).
 
+use crate::tfplugin::value::FromValue;
 use crate::tfplugin::{AttributePath, Diagnostic, Diagnostics, ToValue, Tri, Value};
 use crate::validators;
 use allowlist_core::clock::{format_instant, parse_instant};
@@ -70,7 +71,9 @@ impl Model {
                 .take(v.get(&root, attr::SECURITY_GROUP_IDS))
                 .unwrap_or(Tri::Null),
             region: d.take(v.get(&root, attr::REGION)).unwrap_or(Tri::Null),
-            ports: d.take(v.get(&root, attr::PORTS)).unwrap_or(Tri::Null),
+            ports: d
+                .take(v.get::<Vec<Tri<Port>>>(&root, attr::PORTS))
+                .map_or(Tri::Null, Port::numbers),
             port_ranges: d.take(v.get(&root, attr::PORT_RANGES)).unwrap_or(Tri::Null),
             protocol: d.take(v.get(&root, attr::PROTOCOL)).unwrap_or(Tri::Null),
             cidr_blocks: d.take(v.get(&root, attr::CIDR_BLOCKS)).unwrap_or(Tri::Null),
@@ -317,6 +320,53 @@ impl Model {
     }
 }
 
+/// A port as Terraform sends it (any number): only a whole number is read, so that `22.5` gets a
+/// message about ports rather than about 64-bit integers. Its range is checked with the rest.
+struct Port(i64);
+
+impl Port {
+    fn numbers(list: Tri<Vec<Tri<Port>>>) -> Tri<Vec<Tri<i64>>> {
+        match list {
+            Tri::Known(ports) => Tri::Known(
+                ports
+                    .into_iter()
+                    .map(|p| match p {
+                        Tri::Known(Port(n)) => Tri::Known(n),
+                        Tri::Unknown => Tri::Unknown,
+                        Tri::Null => Tri::Null,
+                    })
+                    .collect(),
+            ),
+            Tri::Unknown => Tri::Unknown,
+            Tri::Null => Tri::Null,
+        }
+    }
+}
+
+impl FromValue for Port {
+    const EXPECTED: &'static str = "a port";
+
+    fn from_known(value: &Value, path: &AttributePath) -> Result<Self, Diagnostic> {
+        let whole = match value {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) => s.parse().ok(),
+            _ => None,
+        };
+        let shown = match value {
+            Value::Number(n) => n.to_string(),
+            Value::String(s) => s.clone(),
+            _ => "this".to_owned(),
+        };
+        whole.map(Port).ok_or_else(|| {
+            Diagnostic::error(
+                "Invalid Port",
+                format!("{shown} is not a port: a port is a whole number from 0 to 65535."),
+            )
+            .at(path.clone())
+        })
+    }
+}
+
 /// A list, or null when it is empty (as the configuration would leave it).
 fn non_empty<T>(list: Vec<T>) -> Tri<Vec<T>> {
     if list.is_empty() {
@@ -457,29 +507,37 @@ fn check_ports(config: &Model) -> Diagnostics {
     };
     let ports_path = AttributePath::of(attr::PORTS);
     if let Tri::Known(ports) = &config.ports {
+        let mut seen = BTreeSet::new();
         for (i, p) in ports.iter().enumerate() {
-            if let Tri::Known(p) = p {
-                if !(0..=65535).contains(p) {
-                    d.push(
-                        Diagnostic::error(
-                            "Invalid Port",
-                            format!("Port {p} is out of range; ports are 0-65535."),
-                        )
+            let Tri::Known(p) = p else { continue };
+            if !(0..=65535).contains(p) {
+                d.push(
+                    Diagnostic::error(
+                        "Invalid Port",
+                        format!("Port {p} is out of range; ports are 0-65535."),
+                    )
+                    .at(ports_path.index(i)),
+                );
+            } else if !seen.insert(*p) {
+                d.push(
+                    Diagnostic::error("Duplicate Port", format!("{p} is listed twice."))
                         .at(ports_path.index(i)),
-                    );
-                }
+                );
             }
         }
     }
     if let Tri::Known(ranges) = &config.port_ranges {
+        let path = AttributePath::of(attr::PORT_RANGES);
+        let mut seen = BTreeSet::new();
         for (i, r) in ranges.iter().enumerate() {
-            if let Tri::Known(r) = r {
-                if let Err(msg) = PortRange::parse(r) {
-                    d.push(
-                        Diagnostic::error("Invalid Port Range", msg)
-                            .at(AttributePath::of(attr::PORT_RANGES).index(i)),
-                    );
-                }
+            let Tri::Known(r) = r else { continue };
+            match PortRange::parse(r) {
+                Err(msg) => d.push(Diagnostic::error("Invalid Port Range", msg).at(path.index(i))),
+                Ok(range) if !seen.insert(range) => d.push(
+                    Diagnostic::error("Duplicate Port Range", format!("{r} is listed twice."))
+                        .at(path.index(i)),
+                ),
+                Ok(_) => {}
             }
         }
     }
@@ -710,7 +768,7 @@ mod tests {
             .expect("state")
             .to_value();
         assert_eq!(state.attr("ports"), &Value::List(vec![num(22), num(443)]));
-        assert_eq!(state.attr("ttl"), &Value::string("1day"));
+        assert_eq!(state.attr("ttl"), &Value::string("24h"));
         assert_eq!(
             state.attr("expires_at"),
             &Value::string("2025-11-22T12:00:00Z")
@@ -749,5 +807,56 @@ mod tests {
         assert_eq!(read_at(3600), Some(Tri::Known(true)), "at the instant");
         assert_eq!(read_at(7200), Some(Tri::Known(true)));
         assert_eq!(stored.refreshed(&[], created), None, "every rule gone");
+    }
+
+    #[test]
+    fn a_fractional_port_is_one_error_about_ports() {
+        let config = obj(&[
+            ("security_group_ids", Value::strings(["sg-0123abcd"])),
+            (
+                "ports",
+                Value::List(vec![Value::Number(Number::Float(22.5))]),
+            ),
+            ("ttl", Value::string("1h")),
+        ]);
+        let diags = Model::read(&config).expect_err("not a port");
+        let found: Vec<(String, String)> = diags
+            .iter()
+            .map(|d| (d.summary.clone(), d.detail.clone()))
+            .collect();
+        assert_eq!(
+            found,
+            vec![(
+                "Invalid Port".to_owned(),
+                "22.5 is not a port: a port is a whole number from 0 to 65535.".to_owned()
+            )]
+        );
+        assert_eq!(diags.paths(), vec!["ports[0]"]);
+    }
+
+    #[test]
+    fn a_value_listed_twice_is_an_error_for_groups_cidrs_ports_and_ranges() {
+        let (_, diags) = read_args(&obj(&[
+            (
+                "security_group_ids",
+                Value::strings(["sg-0123abcd", "sg-0123abcd"]),
+            ),
+            ("ports", Value::List(vec![num(5022), num(5022)])),
+            ("port_ranges", Value::strings(["8000-8100", "8000-8100"])),
+            (
+                "cidr_blocks",
+                Value::strings(["203.0.113.7/32", "203.0.113.7/32"]),
+            ),
+            ("ttl", Value::string("1h")),
+        ]));
+        assert_eq!(
+            diags.paths(),
+            vec![
+                "security_group_ids[1]",
+                "ports[1]",
+                "port_ranges[1]",
+                "cidr_blocks[1]"
+            ]
+        );
     }
 }

@@ -21,16 +21,15 @@ use ipnet::IpNet;
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
-/// `ttl` must not exceed the provider's `max_ttl`.
-pub fn check_ttl_limit(ttl: Duration, max_ttl: Duration) -> Result<(), Diagnostic> {
+/// `ttl` (as the user wrote it, and as a duration) must not exceed the provider's `max_ttl`.
+pub fn check_ttl_limit(written: &str, ttl: Duration, max_ttl: Duration) -> Result<(), Diagnostic> {
     if ttl <= max_ttl {
         return Ok(());
     }
     Err(Diagnostic::error(
         "TTL Too Long",
         format!(
-            "ttl is {}, longer than the provider's max_ttl of {}. Ask for less, or raise max_ttl in the provider block.",
-            duration::format(ttl),
+            "ttl = {written:?} is longer than the provider's max_ttl of {}. Ask for less, or raise max_ttl in the provider block.",
             duration::format(max_ttl)
         ),
     )
@@ -142,8 +141,10 @@ fn decide(prior: &Model, config: &Model, keep_prior: &[&str]) -> Decision {
     let ttl = config.ttl();
     if prior.expired == Tri::Known(true) {
         let expiry = prior.expires_at.as_known().map_or("", String::as_str);
-        let lasting = ttl
-            .map(|t| format!(" lasting {}", duration::format(t)))
+        let lasting = config
+            .ttl
+            .as_known()
+            .map(|t| format!(" lasting {t}"))
             .unwrap_or_default();
         return Decision::Replace {
             because: attr::EXPIRED,
@@ -171,9 +172,9 @@ fn decide(prior: &Model, config: &Model, keep_prior: &[&str]) -> Decision {
             Diagnostic::error(
                 "Invalid Stored State",
                 format!(
-                    "created_at {} plus ttl {} is past the year 9999; the stored created_at is wrong. Remove the grant from the state and import it again.",
+                    "created_at {} plus ttl = {:?} is past the year 9999; the stored created_at is wrong. Remove the grant from the state and import it again.",
                     format_instant(created),
-                    duration::format(ttl)
+                    config.ttl.as_known().map_or("", String::as_str),
                 ),
             )
             .at(AttributePath::of(attr::CREATED_AT)),
@@ -490,9 +491,17 @@ mod tests {
     #[test]
     fn ttl_limit_is_inclusive() {
         let day = Duration::from_secs(86_400);
-        assert!(check_ttl_limit(day, day).is_ok());
-        let err = check_ttl_limit(day + Duration::from_secs(1), day).expect_err("over");
+        assert!(check_ttl_limit("1day", day, day).is_ok());
+        let err = check_ttl_limit("2days", 2 * day, day).expect_err("over");
         assert_eq!(err.summary, "TTL Too Long");
+        // The user's own words, and the limit in the compact form.
+        assert!(
+            err.detail
+                .starts_with("ttl = \"2days\" is longer than the provider's max_ttl of 24h."),
+            "{}",
+            err.detail
+        );
+        assert!(check_ttl_limit("86401s", day + Duration::from_secs(1), day).is_err());
         assert_eq!(err.path, Some(AttributePath::of(attr::TTL)));
     }
 
