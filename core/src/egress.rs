@@ -32,19 +32,7 @@ pub struct Filter {
 impl Filter {
     /// Checks the filter before any call: a known name, at least one non-empty value.
     pub fn check(&self) -> Result<(), FilterProblem> {
-        let name_ok = FILTER_NAMES.contains(&self.name.as_str())
-            || self
-                .name
-                .strip_prefix("tag:")
-                .is_some_and(|k| !k.is_empty());
-        if !name_ok {
-            return Err(FilterProblem::Name(format!(
-                "{:?} is not a DescribeNatGateways filter. Use one of {}, or tag:<key> \
-                 (the state filter is always \"available\")",
-                self.name,
-                FILTER_NAMES.join(", ")
-            )));
-        }
+        check_filter_name(&self.name)?;
         if self.values.is_empty() || self.values.iter().any(String::is_empty) {
             return Err(FilterProblem::Values(format!(
                 "filter {:?} needs at least one value, and no value may be empty",
@@ -53,6 +41,21 @@ impl Filter {
         }
         Ok(())
     }
+}
+
+/// Checks a filter's name alone (its values may not be known yet): one DescribeNatGateways
+/// accepts, or `tag:<key>`.
+pub fn check_filter_name(name: &str) -> Result<(), FilterProblem> {
+    let name_ok =
+        FILTER_NAMES.contains(&name) || name.strip_prefix("tag:").is_some_and(|k| !k.is_empty());
+    if name_ok {
+        return Ok(());
+    }
+    Err(FilterProblem::Name(format!(
+        "{name:?} is not a DescribeNatGateways filter. Use one of {}, or tag:<key> \
+         (the state filter is always \"available\")",
+        FILTER_NAMES.join(", ")
+    )))
 }
 
 /// Which part of a [`Filter`] is wrong, so a diagnostic can point at it.

@@ -54,6 +54,24 @@ pub fn list_problems(names: &[Option<&str>], allow_all: bool) -> Vec<(usize, Str
 /// region that does not exist from one that failed); without, only those enabled for the account.
 /// One DescribeRegions call, in the home region.
 pub async fn describe_regions(aws: &Aws, all: bool) -> Result<Vec<String>, AwsError> {
+    Ok(list(aws, all)
+        .await?
+        .into_iter()
+        // Without AllRegions AWS lists only enabled regions; the check is for emulators.
+        .filter(|r| all || r.enabled)
+        .map(|r| r.name)
+        .collect())
+}
+
+/// A region of the partition and whether the account may use it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionInfo {
+    pub name: String,
+    /// False for an opt-in region the account has not enabled.
+    pub enabled: bool,
+}
+
+async fn list(aws: &Aws, all: bool) -> Result<Vec<RegionInfo>, AwsError> {
     let home = aws.home_region().unwrap_or("us-east-1").to_owned();
     let out = aws
         .ec2(&home)
@@ -62,20 +80,124 @@ pub async fn describe_regions(aws: &Aws, all: bool) -> Result<Vec<String>, AwsEr
         .send()
         .await
         .map_err(|e| AwsError::from_sdk(&home, "DescribeRegions", e))?;
-    let mut names: Vec<String> = out
+    let mut regions: Vec<RegionInfo> = out
         .regions()
         .iter()
-        // Without AllRegions AWS lists only enabled regions; the check is for emulators.
-        .filter(|r| all || !matches!(r.opt_in_status(), Some("not-opted-in")))
-        .filter_map(|r| r.region_name().map(str::to_owned))
+        .filter_map(|r| {
+            Some(RegionInfo {
+                name: r.region_name()?.to_owned(),
+                enabled: !matches!(r.opt_in_status(), Some("not-opted-in")),
+            })
+        })
         .collect();
-    names.sort();
-    Ok(names)
+    regions.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(regions)
+}
+
+/// What failed regions turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegionFailure {
+    /// Some do not exist or are not enabled for the account; the message names them (fix the
+    /// region list, don't retry).
+    Unknown(String),
+    /// They exist and are enabled (or we could not tell): a real failure.
+    Failed,
+}
+
+/// Tells regions that do not exist or are not enabled from regions that failed, asked only
+/// after something failed: one DescribeRegions(AllRegions) call. When that call fails too, the
+/// failures are taken as real.
+pub async fn explain(aws: &Aws, failed: &[&str]) -> RegionFailure {
+    match list(aws, true).await {
+        Ok(known) => classify(&known, failed),
+        Err(err) => {
+            tracing::debug!(error = %err, "could not list the regions to check the failed ones");
+            RegionFailure::Failed
+        }
+    }
+}
+
+/// The pure part of [`explain`]: `known` is every region of the partition.
+pub fn classify(known: &[RegionInfo], failed: &[&str]) -> RegionFailure {
+    if known.is_empty() {
+        // An empty answer proves nothing.
+        return RegionFailure::Failed;
+    }
+    let quoted = |names: &[&str]| -> String {
+        let names: Vec<String> = names.iter().map(|r| format!("{r:?}")).collect();
+        names.join(", ")
+    };
+    let find = |name: &str| known.iter().find(|k| k.name == name);
+    let unknown: Vec<&str> = failed
+        .iter()
+        .copied()
+        .filter(|r| find(r).is_none())
+        .collect();
+    let disabled: Vec<&str> = failed
+        .iter()
+        .copied()
+        .filter(|r| find(r).is_some_and(|k| !k.enabled))
+        .collect();
+    let mut parts = Vec::new();
+    if !unknown.is_empty() {
+        let names: Vec<&str> = known.iter().map(|k| k.name.as_str()).collect();
+        parts.push(format!(
+            "no such region: {} (this account's partition has {})",
+            quoted(&unknown),
+            names.join(", ")
+        ));
+    }
+    if !disabled.is_empty() {
+        parts.push(format!(
+            "not enabled for this account: {} (an opt-in region: enable it under AWS Regions in the account settings, or leave it out)",
+            quoted(&disabled)
+        ));
+    }
+    if parts.is_empty() {
+        RegionFailure::Failed
+    } else {
+        RegionFailure::Unknown(parts.join("; "))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn info(name: &str, enabled: bool) -> RegionInfo {
+        RegionInfo {
+            name: name.to_owned(),
+            enabled,
+        }
+    }
+
+    #[test]
+    fn unknown_and_disabled_regions_are_named_and_real_ones_are_failures() {
+        let known = vec![
+            info("ap-east-1", false),
+            info("eu-west-1", true),
+            info("us-east-1", true),
+        ];
+        assert_eq!(classify(&known, &["eu-west-1"]), RegionFailure::Failed);
+        let RegionFailure::Unknown(message) = classify(&known, &["eu-west-1", "us-nowhere-1"])
+        else {
+            panic!("us-nowhere-1 is not a region");
+        };
+        assert!(
+            message.starts_with("no such region: \"us-nowhere-1\""),
+            "{message}"
+        );
+        assert!(!message.contains("\"eu-west-1\""), "{message}");
+        let RegionFailure::Unknown(message) = classify(&known, &["ap-east-1"]) else {
+            panic!("ap-east-1 is not enabled");
+        };
+        assert!(
+            message.starts_with("not enabled for this account: \"ap-east-1\""),
+            "{message}"
+        );
+        // An empty answer proves nothing.
+        assert_eq!(classify(&[], &["us-nowhere-1"]), RegionFailure::Failed);
+    }
 
     #[test]
     fn list_problems_point_at_their_index() {

@@ -78,6 +78,32 @@ pub fn lookup_error(
     diags
 }
 
+/// Regions that do not exist or are not enabled (what [`allowlist_core::region::explain`] found
+/// after a failure): a configuration error, not something to retry. It points at the first such
+/// region in `regions_attr` when the regions came from the configuration.
+pub fn unknown_regions(
+    message: &str,
+    failed: &[&str],
+    regions_attr: Option<(&AttributePath, &[String])>,
+) -> Diagnostic {
+    let d = Diagnostic::error(
+        "Unknown Region",
+        format!(
+            "{message}.\n\nNothing was looked up: fix the region list (or the provider's region)."
+        ),
+    );
+    let at = regions_attr.and_then(|(path, names)| {
+        names
+            .iter()
+            .position(|n| failed.contains(&n.as_str()))
+            .map(|i| path.index(i))
+    });
+    match at {
+        Some(path) => d.at(path),
+        None => d,
+    }
+}
+
 /// A failed change to a grant's rules, pointing at the security group to blame when there is one
 /// and `groups_attr` (the attribute's path and its values) names it.
 pub fn grant_error(

@@ -4,13 +4,13 @@
 use crate::cdn::CloudFront;
 use crate::cli::{Cli, Command, PublishArgs, RunArgs, SweepArgs, UsageError};
 use crate::publish::{publish_once, Baseline, Place, Target};
-use crate::regions::{self, RegionFailure};
 use crate::report;
 use crate::run::{run, Cycle};
 use crate::store::{FileStore, S3Store, Store, STDOUT};
 use crate::sweep::sweep_once;
 use allowlist_core::clock::Clock;
 use allowlist_core::egress::ALL_REGIONS;
+use allowlist_core::region::{self as regions, RegionFailure};
 use allowlist_core::{Aws, AwsSettings};
 use tokio::sync::mpsc;
 

@@ -7,7 +7,6 @@ pub mod cdn;
 pub mod cli;
 pub mod log;
 pub mod publish;
-pub mod regions;
 pub mod report;
 pub mod run;
 pub mod store;

@@ -7,12 +7,12 @@
 //! did not read.
 
 use crate::cdn::{invalidation_path, Cdn};
-use crate::regions::{self, RegionFailure};
 use crate::store::{Condition, ObjectMeta, Store, StoreError, Stored};
 use allowlist_core::clock::Clock;
 use allowlist_core::document::{unix_seconds, IpRanges, JSON_CONTENT_TYPE, TEXT_CONTENT_TYPE};
 use allowlist_core::egress::{self, EgressIps, EgressQuery, LookupError};
 use allowlist_core::error::AwsError;
+use allowlist_core::region::{self as regions, RegionFailure};
 use allowlist_core::Aws;
 use std::time::SystemTime;
 

@@ -4,11 +4,11 @@
 //! we can is always better than closing it nowhere. The run still ends in an error naming the
 //! regions and groups that failed.
 
-use crate::regions::{self, RegionFailure};
 use allowlist_core::clock::Clock;
 use allowlist_core::egress::{resolve_regions, LookupError};
 use allowlist_core::error::AwsError;
 use allowlist_core::ingress::Rule;
+use allowlist_core::region::{self as regions, RegionFailure};
 use allowlist_core::sweep::{sweep_region, RegionSweep};
 use allowlist_core::Aws;
 use std::time::{Duration, SystemTime};

@@ -124,3 +124,69 @@ def test_import_writes_the_ttl_compactly(terraform, emulator, my_ip, groups):
     shown = json.loads(terraform.run("show", "-json").stdout)
     assert shown["values"]["root_module"]["resources"][0]["values"]["ttl"] == "90m"
     assert terraform.plan_detailed() == 0
+
+
+# ---- item 2: unknown values in filter blocks --------------------------------------------------
+
+def egress_config(filter_values: str, extra: str = "") -> str:
+    from test_egress_ips import config as egress
+
+    return egress(f'filter {{\n    name   = "nat-gateway-id"\n    values = {filter_values}\n  }}', regions=[REGION]) + f"""
+variable "gw" {{
+  type = string
+}}
+{extra}
+"""
+
+
+@pytest.mark.parametrize("values", ["[var.gw]", "[var.gw, var.gw]"])
+def test_filter_values_from_a_variable(terraform, emulator, values):
+    wanted = emulator.seed.nat_gateway(REGION, {"Name": "proxy-a"}, ips=["198.18.7.1"])
+    emulator.seed.nat_gateway(REGION, {"Name": "proxy-b"}, ips=["198.18.7.2"])
+    terraform.write("main.tf", egress_config(values))
+    # validate knows no variable values: the filter's values are unknown there.
+    validate = terraform.run("validate", "-no-color", check=False)
+    assert validate.rc == 0, validate.stdout + validate.stderr
+    terraform.apply("-var", f"gw={wanted}")
+    assert terraform.output()["cidrs"]["value"] == ["198.18.7.1/32"]
+
+
+@pytest.mark.parametrize("terraform", ["1.15.5"], indirect=True, ids=["tf1.15.5"])
+def test_filter_values_known_only_at_apply(terraform, emulator):
+    # terraform_data (an attribute unknown until apply, no other provider) needs Terraform >= 1.4.
+    wanted = emulator.seed.nat_gateway(REGION, {"Name": "proxy-a"}, ips=["198.18.7.1"])
+    emulator.seed.nat_gateway(REGION, {"Name": "proxy-b"}, ips=["198.18.7.2"])
+    later = 'resource "terraform_data" "gw" {\n  input = var.gw\n}\n'
+    terraform.write("main.tf", egress_config("[terraform_data.gw.output]", later))
+    plan = terraform.run("plan", "-no-color", "-var", f"gw={wanted}")
+    assert "Invalid Filter" not in plan.stdout + plan.stderr
+    terraform.apply("-var", f"gw={wanted}")
+    assert terraform.output()["cidrs"]["value"] == ["198.18.7.1/32"]
+
+
+# ---- item 6: an unknown region is a configuration error, not a transient failure ---------------
+
+def test_unknown_region_in_the_data_source(terraform, emulator):
+    from test_egress_ips import config as egress
+
+    terraform.write("main.tf", egress('tags = { Name = "*proxy*" }', regions=["xx-fake-1", "us-west-2"]))
+    result = terraform.run("plan", "-no-color", check=False)
+    assert result.rc == 1
+    err = one_line(result.stderr)
+    assert "Error: Unknown Region" in err
+    assert 'no such region: "xx-fake-1"' in err
+    assert "Try again" not in err and "HTTP 500" not in err
+
+
+def test_unknown_region_in_the_resource_and_import(terraform, emulator, my_ip, groups):
+    err = plan_error(terraform, my_ip, grant_body(groups[:1], extra='region = "xx-fake-1"'))
+    assert "Error: Unknown Region" in err and 'no such region: "xx-fake-1"' in err
+    assert "Try again" not in err
+
+    terraform.write("main.tf", config(my_ip, grant_body(groups[:1])).split('output "grant"')[0])
+    result = terraform.run("import", "-no-color", "allowlist_temporary_ingress.oncall",
+                           "xx-fake-1/grant-0123456789abcdef", check=False)
+    assert result.rc == 1
+    err = one_line(result.stderr)
+    assert "Error: Unknown Region" in err and 'no such region: "xx-fake-1"' in err
+    assert "Try again" not in err

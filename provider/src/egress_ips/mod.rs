@@ -6,13 +6,14 @@
 
 mod model;
 
-use crate::diagnostics::lookup_error;
+use crate::diagnostics::{lookup_error, unknown_regions};
 use crate::provider_data::ProviderDataCell;
 use crate::tfplugin::{
     Attribute, AttributePath, Block, DataSource, Diagnostic, Diagnostics, Mode, Nesting, Schema,
     Type, Value,
 };
-use allowlist_core::egress;
+use allowlist_core::egress::{self, LookupError};
+use allowlist_core::region::{self, RegionFailure};
 use async_trait::async_trait;
 use model::{attr, Query};
 
@@ -162,9 +163,22 @@ impl DataSource for EgressIpsDataSource {
         }
         let regions_path = AttributePath::of(attr::REGIONS);
         let attr = from_config.then_some((&regions_path, lookup_query.regions.as_slice()));
-        let found = egress::lookup(&provider.aws, &lookup_query)
-            .await
-            .map_err(|err| lookup_error(&err, attr))?;
+        let found = match egress::lookup(&provider.aws, &lookup_query).await {
+            Ok(found) => found,
+            Err(err) => {
+                // A region that does not exist (or is not enabled) is the configuration's
+                // fault: say so instead of "try again".
+                if let LookupError::Regions { failures, .. } = &err {
+                    let failed: Vec<&str> = failures.iter().map(|f| f.region.as_str()).collect();
+                    if let RegionFailure::Unknown(msg) =
+                        region::explain(&provider.aws, &failed).await
+                    {
+                        return Err(unknown_regions(&msg, &failed, attr).into());
+                    }
+                }
+                return Err(lookup_error(&err, attr));
+            }
+        };
 
         let count = found.cidrs().len();
         tracing::info!(

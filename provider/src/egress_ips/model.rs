@@ -5,7 +5,7 @@
 use crate::tfplugin::value::FromValue;
 use crate::tfplugin::{AttributePath, Diagnostic, Diagnostics, Tri, Value};
 use crate::validators;
-use allowlist_core::egress::{EgressIps, EgressQuery, Filter, FilterProblem};
+use allowlist_core::egress::{check_filter_name, EgressIps, EgressQuery, Filter, FilterProblem};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
@@ -201,11 +201,26 @@ impl Reader<'_> {
             let values = self
                 .diags
                 .take(block.get::<Vec<Tri<String>>>(&path, attr::filter::VALUES));
-            let (Some(Tri::Known(name)), Some(Tri::Known(values))) = (name, values) else {
+            let (Some(Tri::Known(name)), Some(values)) = (name, values) else {
                 self.unknown_if(true);
                 continue;
             };
-            self.unknown_if(values.iter().any(Tri::is_unknown));
+            // Values not known yet (a variable at validate, another resource's attribute at
+            // plan): the name is checked now, the values once they are known.
+            let values = match values {
+                Tri::Known(values) if !values.iter().any(Tri::is_unknown) => values,
+                _ => {
+                    self.unknown_if(true);
+                    if let Err(FilterProblem::Name(msg) | FilterProblem::Values(msg)) =
+                        check_filter_name(&name)
+                    {
+                        let at = path.attr(attr::filter::NAME);
+                        self.diags
+                            .push(Diagnostic::error("Invalid Filter", msg).at(at));
+                    }
+                    continue;
+                }
+            };
             let filter = Filter {
                 name,
                 values: values.into_iter().filter_map(Tri::known).collect(),
@@ -333,6 +348,37 @@ mod tests {
                 "min_count"
             ]
         );
+    }
+
+    #[test]
+    fn unknown_filter_values_pass_until_known() {
+        let filter =
+            |values: Value| Value::object([("name", Value::string("vpc-id")), ("values", values)]);
+        for values in [
+            Value::List(vec![Value::unknown()]),
+            Value::List(vec![Value::unknown(), Value::unknown()]),
+            Value::unknown(),
+        ] {
+            let (q, diags) = Query::read(&config(&[(
+                "filter",
+                Value::List(vec![filter(values.clone())]),
+            )]));
+            assert!(diags.is_empty(), "{values:?}: {diags:?}");
+            assert!(!q.fully_known);
+        }
+        // A bad name is still refused while the values are unknown.
+        let bad = Value::object([
+            ("name", Value::string("state")),
+            ("values", Value::List(vec![Value::unknown()])),
+        ]);
+        let (_, diags) = Query::read(&config(&[("filter", Value::List(vec![bad]))]));
+        assert_eq!(diags.paths(), vec!["filter[0].name"]);
+        // Once known, an empty value is refused.
+        let (_, diags) = Query::read(&config(&[(
+            "filter",
+            Value::List(vec![filter(Value::strings([""]))]),
+        )]));
+        assert_eq!(diags.paths(), vec!["filter[0].values"]);
     }
 
     #[test]

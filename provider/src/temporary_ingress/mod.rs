@@ -14,7 +14,7 @@ mod caches;
 mod model;
 mod plan;
 
-use crate::diagnostics::{authorize_error, aws_error, grant_error};
+use crate::diagnostics::{authorize_error, aws_error, grant_error, unknown_regions};
 use crate::provider_data::{ProviderData, ProviderDataCell};
 use crate::tfplugin::{
     Attribute, AttributePath, Block, Diagnostic, Diagnostics, Mode, PlanChange, ReadOutcome,
@@ -22,6 +22,7 @@ use crate::tfplugin::{
 };
 use allowlist_core::clock::{format_instant, Clock};
 use allowlist_core::ingress::{self, tags, Grant};
+use allowlist_core::region::{self, RegionFailure};
 use async_trait::async_trait;
 use caches::Caches;
 use model::{attr, Model};
@@ -321,13 +322,21 @@ impl Resource for TemporaryIngress {
             ))
         };
         let (region, grant_id) = id.split_once('/').ok_or_else(invalid)?;
-        if allowlist_core::region::check_name(region).is_err() || !grant_id.starts_with("grant-") {
+        if region::check_name(region).is_err() || !grant_id.starts_with("grant-") {
             return Err(invalid());
         }
         let provider = self.provider.get()?;
-        let rules = ingress::grant_rules(&provider.aws, region, &[grant_id.to_owned()])
-            .await
-            .map_err(|e| Diagnostics::from(aws_error("Unable to Import Ingress Grant", &e)))?;
+        let rules = match ingress::grant_rules(&provider.aws, region, &[grant_id.to_owned()]).await
+        {
+            Ok(rules) => rules,
+            Err(e) => {
+                let d = match region::explain(&provider.aws, &[region]).await {
+                    RegionFailure::Unknown(msg) => unknown_regions(&msg, &[region], None),
+                    RegionFailure::Failed => aws_error("Unable to Import Ingress Grant", &e),
+                };
+                return Err(d.into());
+            }
+        };
         let now = self.clock.now();
         let state = Model::from_rules(region, grant_id, &rules, now).ok_or_else(|| {
             Diagnostics::from(Diagnostic::error(
@@ -386,9 +395,17 @@ impl TemporaryIngress {
                     );
                 }
             }
-            Err(e) => change
-                .diagnostics
-                .push(aws_error("Unable to Check Security Groups", &e)),
+            Err(e) => {
+                let d = match region::explain(&provider.aws, &[&region]).await {
+                    RegionFailure::Unknown(msg) => {
+                        let path = AttributePath::of(attr::REGION);
+                        let names = [region.clone()];
+                        unknown_regions(&msg, &[&region], Some((&path, &names)))
+                    }
+                    RegionFailure::Failed => aws_error("Unable to Check Security Groups", &e),
+                };
+                change.diagnostics.push(d);
+            }
         }
     }
 
