@@ -1,6 +1,7 @@
 //! AWS client setup: the SDK configuration is loaded once per process (default credential chain,
 //! profile, endpoint override), and one EC2 client per region is built on first use and reused.
 
+use crate::call_log::CallLog;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -90,6 +91,7 @@ impl Aws {
         cached(&self.ec2, region, || {
             let conf = aws_sdk_ec2::config::Builder::from(&self.base)
                 .region(Region::new(region.to_owned()))
+                .interceptor(CallLog::new(region))
                 .build();
             aws_sdk_ec2::Client::from_conf(conf)
         })
@@ -100,6 +102,7 @@ impl Aws {
         cached(&self.sts, region, || {
             let conf = aws_sdk_sts::config::Builder::from(&self.base)
                 .region(Region::new(region.to_owned()))
+                .interceptor(CallLog::new(region))
                 .build();
             aws_sdk_sts::Client::from_conf(conf)
         })

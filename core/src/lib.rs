@@ -5,6 +5,7 @@
 //! AWS. Nothing here knows about Terraform or gRPC.
 
 pub mod aws;
+pub mod call_log;
 pub mod caller;
 pub mod clock;
 pub mod document;

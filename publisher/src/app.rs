@@ -8,6 +8,7 @@ use crate::report;
 use crate::run::{run, Cycle};
 use crate::store::{FileStore, S3Store, Store, STDOUT};
 use crate::sweep::sweep_once;
+use allowlist_core::call_log::CallLog;
 use allowlist_core::clock::Clock;
 use allowlist_core::egress::ALL_REGIONS;
 use allowlist_core::region::{self as regions, RegionFailure};
@@ -191,6 +192,7 @@ impl Outputs {
             let conf = aws_sdk_s3::config::Builder::from(config)
                 // Custom endpoints (emulators, S3-compatible stores) rarely have per-bucket DNS.
                 .force_path_style(config.endpoint_url().is_some())
+                .interceptor(CallLog::new(aws.home_region().unwrap_or("?")))
                 .build();
             S3Store::new(aws_sdk_s3::Client::from_conf(conf), bucket.clone())
         });
@@ -198,6 +200,7 @@ impl Outputs {
             let conf = aws_sdk_cloudfront::config::Builder::from(config)
                 // CloudFront is global; its API lives in us-east-1.
                 .region(aws_sdk_cloudfront::config::Region::new("us-east-1"))
+                .interceptor(CallLog::new("us-east-1"))
                 .build();
             CloudFront::new(aws_sdk_cloudfront::Client::from_conf(conf), id.clone())
         });

@@ -190,3 +190,28 @@ def test_unknown_region_in_the_resource_and_import(terraform, emulator, my_ip, g
     err = one_line(result.stderr)
     assert "Error: Unknown Region" in err and 'no such region: "xx-fake-1"' in err
     assert "Try again" not in err
+
+
+# ---- item 5: TF_LOG_PROVIDER=debug shows every AWS call and RPC --------------------------------
+
+def test_debug_log_shows_each_aws_call_and_rpc(terraform, emulator):
+    from test_egress_ips import config as egress
+    from test_reliability import FAULTY, MAX_ATTEMPTS, nat_fault, seed_egress
+
+    seed_egress(emulator)
+    emulator.set_faults(nat_fault({"mode": "error", "status": 503, "code": "Unavailable"}))
+    terraform.env = {**terraform.env, "TF_LOG_PROVIDER": "debug", "AWS_SECRET_ACCESS_KEY": SECRET}
+    terraform.write("main.tf", egress('tags = { Name = "*proxy*" }', regions=[FAULTY, "us-west-2"]))
+    result = terraform.run("plan", "-no-color", check=False)
+    assert result.rc == 1
+    log = result.stderr
+    calls = [line for line in log.splitlines() if "aws call" in line and "operation=DescribeNatGateways" in line]
+    failed = [line for line in calls if f"region={FAULTY}" in line]
+    # Every attempt against the failing region, numbered, with its status, code and latency.
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        assert any(f"attempt={attempt}" in line for line in failed), "\n".join(failed)
+    assert all("status=503" in line and "error_code=Unavailable" in line and "latency_ms=" in line
+               for line in failed), "\n".join(failed)
+    assert any("region=us-west-2" in line and "status=200" in line for line in calls), "\n".join(calls)
+    assert "rpc=ReadDataSource" in log and "type_name=allowlist_egress_ips" in log
+    assert SECRET not in log

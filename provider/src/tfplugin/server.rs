@@ -239,6 +239,7 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         request: Request<pb::validate_resource_config::Request>,
     ) -> Result<Response<pb::validate_resource_config::Response>, Status> {
         let req = request.into_inner();
+        tracing::debug!(rpc = "ValidateResourceConfig", type_name = %req.type_name, "rpc");
         let diagnostics = self
             .resource(&req.type_name)
             .and_then(|(r, schema)| {
@@ -257,6 +258,7 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         request: Request<pb::validate_data_resource_config::Request>,
     ) -> Result<Response<pb::validate_data_resource_config::Response>, Status> {
         let req = request.into_inner();
+        tracing::debug!(rpc = "ValidateDataResourceConfig", type_name = %req.type_name, "rpc");
         let diagnostics = self
             .data_source(&req.type_name)
             .and_then(|(d, schema)| {
@@ -275,6 +277,7 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         request: Request<pb::upgrade_resource_state::Request>,
     ) -> Result<Response<pb::upgrade_resource_state::Response>, Status> {
         let req = request.into_inner();
+        tracing::debug!(rpc = "UpgradeResourceState", type_name = %req.type_name, "rpc");
         let result = (|| {
             let (_, schema) = self.resource(&req.type_name)?;
             if req.version > schema.version {
@@ -354,6 +357,7 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         request: Request<pb::read_resource::Request>,
     ) -> Result<Response<pb::read_resource::Response>, Status> {
         let req = request.into_inner();
+        tracing::debug!(rpc = "ReadResource", type_name = %req.type_name, "rpc");
         let current = req.current_state.clone();
         let result = async {
             let (resource, schema) = self.resource(&req.type_name)?;
@@ -385,6 +389,7 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         request: Request<pb::plan_resource_change::Request>,
     ) -> Result<Response<pb::plan_resource_change::Response>, Status> {
         let req = request.into_inner();
+        tracing::debug!(rpc = "PlanResourceChange", type_name = %req.type_name, "rpc");
         let result = async {
             let (resource, schema) = self.resource(&req.type_name)?;
             let block = &schema.block;
@@ -445,6 +450,7 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         request: Request<pb::apply_resource_change::Request>,
     ) -> Result<Response<pb::apply_resource_change::Response>, Status> {
         let req = request.into_inner();
+        tracing::debug!(rpc = "ApplyResourceChange", type_name = %req.type_name, "rpc");
         // Applies are not cut short by StopProvider: a half-finished change is worse than a late
         // one, and every AWS call is bounded by timeouts.
         let result = async {
@@ -496,6 +502,7 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         request: Request<pb::import_resource_state::Request>,
     ) -> Result<Response<pb::import_resource_state::Response>, Status> {
         let req = request.into_inner();
+        tracing::debug!(rpc = "ImportResourceState", type_name = %req.type_name, "rpc");
         let result = async {
             let (resource, schema) = self.resource(&req.type_name)?;
             let state = self.unless_stopped(resource.import(&req.id)).await??;
@@ -524,6 +531,7 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         request: Request<pb::read_data_source::Request>,
     ) -> Result<Response<pb::read_data_source::Response>, Status> {
         let req = request.into_inner();
+        tracing::debug!(rpc = "ReadDataSource", type_name = %req.type_name, "rpc");
         tracing::debug!(type_name = %req.type_name, "ReadDataSource");
         let result = async {
             let (data_source, schema) = self.data_source(&req.type_name)?;
