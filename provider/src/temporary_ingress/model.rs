@@ -485,7 +485,8 @@ fn check_groups(groups: &Tri<Vec<Tri<String>>>) -> Diagnostics {
     d
 }
 
-/// A known protocol; ports 0-65535 and well-formed ranges; ports for tcp/udp and none for icmp.
+/// A known protocol; ports 0-65535 and well-formed ranges, each once; ports for tcp/udp and none
+/// for icmp.
 fn check_ports(config: &Model) -> Diagnostics {
     let mut d = Diagnostics::new();
     let protocol = match &config.protocol {
@@ -505,52 +506,19 @@ fn check_ports(config: &Model) -> Diagnostics {
         Tri::Null => Some(Protocol::Tcp),
         Tri::Unknown => None,
     };
-    let ports_path = AttributePath::of(attr::PORTS);
-    if let Tri::Known(ports) = &config.ports {
-        let mut seen = BTreeSet::new();
-        for (i, p) in ports.iter().enumerate() {
-            let Tri::Known(p) = p else { continue };
-            if !(0..=65535).contains(p) {
-                d.push(
-                    Diagnostic::error(
-                        "Invalid Port",
-                        format!("Port {p} is out of range; ports are 0-65535."),
-                    )
-                    .at(ports_path.index(i)),
-                );
-            } else if !seen.insert(*p) {
-                d.push(
-                    Diagnostic::error("Duplicate Port", format!("{p} is listed twice."))
-                        .at(ports_path.index(i)),
-                );
-            }
-        }
-    }
-    if let Tri::Known(ranges) = &config.port_ranges {
-        let path = AttributePath::of(attr::PORT_RANGES);
-        let mut seen = BTreeSet::new();
-        for (i, r) in ranges.iter().enumerate() {
-            let Tri::Known(r) = r else { continue };
-            match PortRange::parse(r) {
-                Err(msg) => d.push(Diagnostic::error("Invalid Port Range", msg).at(path.index(i))),
-                Ok(range) if !seen.insert(range) => d.push(
-                    Diagnostic::error("Duplicate Port Range", format!("{r} is listed twice."))
-                        .at(path.index(i)),
-                ),
-                Ok(_) => {}
-            }
-        }
-    }
+    d.extend(check_port_numbers(&config.ports));
+    d.extend(check_port_ranges(&config.port_ranges));
     let has_ports = matches!(&config.ports, Tri::Known(v) if !v.is_empty());
     let has_ranges = matches!(&config.port_ranges, Tri::Known(v) if !v.is_empty());
     let ports_unknown = config.ports.is_unknown() || config.port_ranges.is_unknown();
+    let at = AttributePath::of(attr::PORTS);
     match protocol {
         Some(p) if p.has_ports() && !has_ports && !has_ranges && !ports_unknown => d.push(
             Diagnostic::error(
                 "No Ports",
                 format!("A {p} grant needs ports and/or port_ranges, e.g. ports = [22]."),
             )
-            .at(ports_path),
+            .at(at),
         ),
         Some(p) if !p.has_ports() && (has_ports || has_ranges) => d.push(
             Diagnostic::error(
@@ -559,9 +527,59 @@ fn check_ports(config: &Model) -> Diagnostics {
                     "{p} has no ports; remove ports and port_ranges (all {p} types are opened)."
                 ),
             )
-            .at(ports_path),
+            .at(at),
         ),
         _ => {}
+    }
+    d
+}
+
+/// Each port 0-65535, none twice.
+fn check_port_numbers(ports: &Tri<Vec<Tri<i64>>>) -> Diagnostics {
+    let mut d = Diagnostics::new();
+    let Tri::Known(ports) = ports else {
+        return d;
+    };
+    let path = AttributePath::of(attr::PORTS);
+    let mut seen = BTreeSet::new();
+    for (i, p) in ports.iter().enumerate() {
+        let Tri::Known(p) = p else { continue };
+        if !(0..=65535).contains(p) {
+            d.push(
+                Diagnostic::error(
+                    "Invalid Port",
+                    format!("Port {p} is out of range; ports are 0-65535."),
+                )
+                .at(path.index(i)),
+            );
+        } else if !seen.insert(*p) {
+            d.push(
+                Diagnostic::error("Duplicate Port", format!("{p} is listed twice."))
+                    .at(path.index(i)),
+            );
+        }
+    }
+    d
+}
+
+/// Each range well formed (`FROM-TO`), none twice.
+fn check_port_ranges(ranges: &Tri<Vec<Tri<String>>>) -> Diagnostics {
+    let mut d = Diagnostics::new();
+    let Tri::Known(ranges) = ranges else {
+        return d;
+    };
+    let path = AttributePath::of(attr::PORT_RANGES);
+    let mut seen = BTreeSet::new();
+    for (i, r) in ranges.iter().enumerate() {
+        let Tri::Known(r) = r else { continue };
+        match PortRange::parse(r) {
+            Err(msg) => d.push(Diagnostic::error("Invalid Port Range", msg).at(path.index(i))),
+            Ok(range) if !seen.insert(range) => d.push(
+                Diagnostic::error("Duplicate Port Range", format!("{r} is listed twice."))
+                    .at(path.index(i)),
+            ),
+            Ok(_) => {}
+        }
     }
     d
 }
