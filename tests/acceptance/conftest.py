@@ -19,6 +19,19 @@ Owns how a test meets the outside world:
   ``.run(...)`` is bounded by `PUBLISHER_TIMEOUT`, ``.start(...)`` runs it in
   the background and every process it started is killed when the test ends.
 
+And one helper for writing Terraform configurations:
+
+* `config(body, *lines, **attrs)`: a whole ``main.tf``: the ``terraform {
+  required_providers }`` block naming ``allowlist/allowlist``, the
+  ``provider "allowlist"`` block, then `body` (HCL text, as is). Each keyword
+  argument is one provider attribute written as HCL (``str`` quoted, ``list``
+  as a JSON list, ``bool`` as ``true``/``false``, numbers as they are), e.g.
+  ``config(body, ip_lookup_url=my_ip.url, egress_regions=["us-west-2"])``
+  gives ``ip_lookup_url = "http://..."`` and ``egress_regions = ["us-west-2"]``;
+  each positional argument after `body` is a raw HCL line for the provider
+  block (``'max_ttl = "24h"'``; empty ones are left out), for tests whose
+  tables hold provider settings as text. No attributes: ``provider "allowlist" {}``.
+
 Run ``scripts/testbed-setup`` first; it makes the venv these paths point at.
 """
 
@@ -217,6 +230,38 @@ def terraform(request: pytest.FixtureRequest, tmp_path: Path, emulator: Emulator
     workdir = tmp_path / "work"
     workdir.mkdir()
     return TerraformRunner(version, binary, workdir, terraform_env(config, emulator.url))
+
+
+PROVIDER_SOURCE = """\
+terraform {
+  required_providers {
+    allowlist = { source = "allowlist/allowlist" }
+  }
+}
+"""
+
+
+def hcl_value(value: Any) -> str:
+    """A Python value as an HCL literal: plain strings (no ``${``), lists of them, bools, numbers."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, list, int, float)):
+        text = json.dumps(value)
+        assert "${" not in text and "%{" not in text, f"not a plain HCL literal: {text}"
+        return text
+    raise TypeError(f"no HCL literal for {value!r}")
+
+
+def config(body: str = "", *lines: str, **attrs: Any) -> str:
+    """A whole ``main.tf``: the provider source, ``provider "allowlist"`` with
+    `attrs` (keyword = HCL attribute) and the raw `lines`, then `body`."""
+    settings = [f"{name} = {hcl_value(value)}" for name, value in attrs.items()]
+    settings += [line.strip() for line in lines if line.strip()]
+    if settings:
+        provider = 'provider "allowlist" {\n' + "".join(f"  {s}\n" for s in settings) + "}\n"
+    else:
+        provider = 'provider "allowlist" {}\n'
+    return f"\n{PROVIDER_SOURCE}\n{provider}\n{body}"
 
 
 class MyIpServer:

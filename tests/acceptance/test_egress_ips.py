@@ -11,24 +11,15 @@ proves the result does not depend on the emulator's filtering.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 
 import pytest
 
+import conftest
+
 REGIONS = ["us-west-2", "eu-central-1", "ap-southeast-2"]
 
-CONFIG = """
-terraform {
-  required_providers {
-    allowlist = { source = "allowlist/allowlist" }
-  }
-}
-
-provider "allowlist" {
-  egress_regions = %(regions)s
-}
-
+BODY = """\
 data "allowlist_egress_ips" "proxies" {
   %(arguments)s
 }
@@ -42,7 +33,7 @@ output "id" { value = data.allowlist_egress_ips.proxies.id }
 
 
 def config(arguments: str = 'tags = { Name = "*proxy*" }', regions: list[str] = REGIONS) -> str:
-    return CONFIG % {"regions": json.dumps(regions), "arguments": arguments}
+    return conftest.config(BODY % {"arguments": arguments}, egress_regions=regions)
 
 
 def sync_token(cidrs: list[str]) -> str:

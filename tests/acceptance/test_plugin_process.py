@@ -4,18 +4,14 @@ Terraform parses as hclog JSON at the right level, and no credential in logs."""
 
 from __future__ import annotations
 
-CONFIG = """
-terraform {
-  required_providers {
-    allowlist = { source = "allowlist/allowlist" }
-  }
-}
-provider "allowlist" {}
+from conftest import config
+
+CONFIG = config("""\
 data "allowlist_egress_ips" "p" {
   regions = ["us-west-2"]
 }
 output "cidrs" { value = data.allowlist_egress_ips.p.cidrs }
-"""
+""")
 
 SECRET = "s3cr3t-Must-Never-Appear-In-Logs"
 

@@ -34,6 +34,8 @@ import awsipranges
 import awsipranges.data_loading
 import pytest
 
+from conftest import config
+
 HOME = "us-east-1"  # AWS_REGION of every publisher run: the bucket's region
 REGIONS = ["us-east-1", "us-west-2", "eu-west-1"]
 SWEEP_REGIONS = ["us-east-1", "us-west-2"]
@@ -789,17 +791,7 @@ def test_sweep_grace(publisher, emulator):
 @pytest.mark.parametrize("terraform", ["1.15.5"], indirect=True, ids=["tf1.15.5"])
 def test_sweep_expired_terraform_grant(terraform, publisher, emulator, my_ip):
     group = emulator.seed.security_group(HOME, "bastion")
-    terraform.write("main.tf", f"""
-terraform {{
-  required_providers {{
-    allowlist = {{ source = "allowlist/allowlist" }}
-  }}
-}}
-
-provider "allowlist" {{
-  ip_lookup_url = "{my_ip.url}"
-}}
-
+    terraform.write("main.tf", config(f"""\
 resource "allowlist_temporary_ingress" "oncall" {{
   security_group_ids = {json.dumps([group])}
   ports              = [22]
@@ -807,7 +799,7 @@ resource "allowlist_temporary_ingress" "oncall" {{
 }}
 
 output "grant" {{ value = allowlist_temporary_ingress.oncall }}
-""")
+""", ip_lookup_url=my_ip.url))
 
     # Terraform grants access for an hour.
     terraform.apply()

@@ -43,7 +43,7 @@ from typing import Any, Callable
 
 import pytest
 
-from conftest import RunResult, TerraformRunner, kill_group
+from conftest import RunResult, TerraformRunner, config, kill_group
 from testbed.seed import EXPIRES_AT, GRANT_ID, MANAGED_BY, MANAGED_BY_VALUE
 
 TF_VERSION = "1.15.5"
@@ -82,25 +82,15 @@ def nat_fault(fault: dict[str, Any], region: str = FAULTY, **extra: Any) -> list
     return [{"region": region, "action": "DescribeNatGateways", **fault, **extra}]
 
 
-def egress_config(regions: list[str] = REGIONS, provider: str = "") -> str:
-    return f"""
-terraform {{
-  required_providers {{
-    allowlist = {{ source = "allowlist/allowlist" }}
-  }}
-}}
+def egress_config(regions: list[str] = REGIONS, **provider: Any) -> str:
+    """The data source over `regions`; `provider` adds provider attributes (see `config`)."""
+    return config("""\
+data "allowlist_egress_ips" "proxies" {
+  tags = { Name = "*proxy*" }
+}
 
-provider "allowlist" {{
-  egress_regions = {json.dumps(regions)}
-  {provider}
-}}
-
-data "allowlist_egress_ips" "proxies" {{
-  tags = {{ Name = "*proxy*" }}
-}}
-
-output "cidrs" {{ value = data.allowlist_egress_ips.proxies.cidrs }}
-"""
+output "cidrs" { value = data.allowlist_egress_ips.proxies.cidrs }
+""", egress_regions=regions, **provider)
 
 
 def seed_egress(emulator) -> dict[str, list[str]]:
@@ -336,7 +326,7 @@ def test_timeout_is_bounded(terraform, publisher, emulator, mode):
     emulator.set_faults(nat_fault({"mode": mode, "delay_ms": HANG_MS}))
 
     # The data source with request_timeout = "3s".
-    terraform.write("main.tf", egress_config(provider=f'request_timeout = "{REQUEST_TIMEOUT}"'))
+    terraform.write("main.tf", egress_config(request_timeout=REQUEST_TIMEOUT))
     start = time.monotonic()
     result = terraform.run("apply", "-auto-approve", "-no-color", check=False, timeout=90)
     tf_wall = time.monotonic() - start
@@ -391,18 +381,7 @@ output "rule_ids" {{ value = allowlist_temporary_ingress.oncall.rule_ids }}
 
 output "rule_ids" {{ value = flatten(allowlist_temporary_ingress.many[*].rule_ids) }}
 """
-    return f"""
-terraform {{
-  required_providers {{
-    allowlist = {{ source = "allowlist/allowlist" }}
-  }}
-}}
-
-provider "allowlist" {{
-  ip_lookup_url = "{my_ip.url}"
-}}
-
-{body}"""
+    return config(body, ip_lookup_url=my_ip.url)
 
 
 def assert_all_carry_expiry(rules: list[dict[str, Any]], now: datetime, ttl: timedelta) -> None:
@@ -633,17 +612,7 @@ def test_sweep_racing_an_adoption_keeps_the_live_grant(terraform, publisher, emu
                    timeout=30)
         assert sweep.poll() is None, sweep.stderr()
         # While the revoke is held, a new grant of the same access adopts the rule.
-        terraform.write("main.tf", f"""
-terraform {{
-  required_providers {{
-    allowlist = {{ source = "allowlist/allowlist" }}
-  }}
-}}
-
-provider "allowlist" {{
-  ip_lookup_url = "{my_ip.url}"
-}}
-
+        terraform.write("main.tf", config(f"""\
 resource "allowlist_temporary_ingress" "oncall" {{
   security_group_ids = {json.dumps([group])}
   ports              = [22]
@@ -651,7 +620,7 @@ resource "allowlist_temporary_ingress" "oncall" {{
 }}
 
 output "rule_ids" {{ value = allowlist_temporary_ingress.oncall.rule_ids }}
-""")
+""", ip_lookup_url=my_ip.url))
         terraform.apply()
         adopted = terraform.output()["rule_ids"]["value"]
         assert sweep.poll() is None, "the sweep ended before the apply: the hold was too short to race"

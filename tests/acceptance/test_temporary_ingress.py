@@ -14,6 +14,8 @@ import re
 
 import pytest
 
+import conftest
+
 REGION = "us-east-1"  # the provider's home region in the test environment
 TAG_KEYS = {
     "allowlist:managed-by",
@@ -25,24 +27,14 @@ TAG_KEYS = {
 
 
 def config(my_ip, body: str, provider: str = "") -> str:
-    return f"""
-terraform {{
-  required_providers {{
-    allowlist = {{ source = "allowlist/allowlist" }}
-  }}
-}}
-
-provider "allowlist" {{
-  ip_lookup_url = "{my_ip.url}"
-  {provider}
-}}
-
+    """One grant, `oncall`, with `body`; `provider` is a raw HCL line for the provider block."""
+    return conftest.config(f"""\
 resource "allowlist_temporary_ingress" "oncall" {{
   {body}
 }}
 
 output "grant" {{ value = allowlist_temporary_ingress.oncall }}
-"""
+""", provider, ip_lookup_url=my_ip.url)
 
 
 def grant_body(groups: list[str], ttl: str = "24h", extra: str = "") -> str:
