@@ -19,6 +19,18 @@ Owns how a test meets the outside world:
   ``.run(...)`` is bounded by `PUBLISHER_TIMEOUT`, ``.start(...)`` runs it in
   the background and every process it started is killed when the test ends.
 
+Tests may run in parallel (pytest-xdist; ``scripts/test`` runs ``-n 2``):
+each worker has its own emulator, `my_ip` server and tmp dirs. What workers
+share is the venv's Terraform launchers and the binaries in ``target/debug``,
+and ``scripts/quickstart`` rewrites the launchers (``scripts/testbed-setup``)
+and, like ``scripts/release``, may relink the binaries (``cargo build``). So:
+
+* `tools_lock` (autouse): every test holds the `TOOLS` lock shared for its
+  whole run, or exclusively when marked ``@pytest.mark.exclusive`` (the
+  quickstart test); a fixture that runs such a script (``release``) holds it
+  exclusively meanwhile with ``with TOOLS.exclusive():``. Holding it for the
+  whole test keeps lock waits out of the tests' own timing.
+
 And one helper for writing Terraform configurations:
 
 * `config(body, *lines, **attrs)`: a whole ``main.tf``: the ``terraform {
@@ -37,13 +49,17 @@ Run ``scripts/testbed-setup`` first; it makes the venv these paths point at.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -60,6 +76,60 @@ TERRAFORM_VERSIONS = ["1.0.3", "1.15.5"]
 RUN_TIMEOUT = 300  # seconds for one terraform command
 READY_TIMEOUT = 30  # seconds for the emulator to start serving
 PUBLISHER_TIMEOUT = 90  # seconds for one allowlist-publisher command
+
+
+@contextmanager
+def flocked(path: Path, mode: int = fcntl.LOCK_EX) -> Iterator[None]:
+    """Hold an flock on `path` (created if missing) meanwhile."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, mode)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+class ToolsLock:
+    """A readers-writer lock between the pytest processes of a checkout (the
+    xdist workers of one run, and other runs), on two lock files. A waiting
+    writer holds the gate, so readers that come later queue behind it instead
+    of starving it."""
+
+    def __init__(self, stem: Path):
+        self.gate = stem.with_name(stem.name + ".gate")
+        self.lock = stem.with_name(stem.name + ".lock")
+
+    @contextmanager
+    def _held(self, mode: int) -> Iterator[None]:
+        fds = [os.open(path, os.O_RDWR | os.O_CREAT, 0o666) for path in (self.gate, self.lock)]
+        try:
+            fcntl.flock(fds[0], fcntl.LOCK_EX)
+            fcntl.flock(fds[1], mode)
+            if mode == fcntl.LOCK_SH:
+                os.close(fds.pop(0))  # a reader lets the next one through the gate at once
+            yield
+        finally:
+            for fd in fds:
+                os.close(fd)  # closing releases its lock
+
+    def shared(self) -> Any:
+        """While a test uses the tools (every test but the `exclusive` ones)."""
+        return self._held(fcntl.LOCK_SH)
+
+    def exclusive(self) -> Any:
+        """While a test runs a script that rewrites them: no other test runs."""
+        return self._held(fcntl.LOCK_EX)
+
+
+TOOLS = ToolsLock(Path(tempfile.gettempdir()) / f"allowlist-tests-{hashlib.sha256(bytes(REPO)).hexdigest()[:12]}")
+
+
+@pytest.fixture(autouse=True)
+def tools_lock(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test holds `TOOLS` shared for its whole run (so no wait can fall
+    inside its timing), a test marked ``exclusive`` holds it exclusively."""
+    with TOOLS.exclusive() if request.node.get_closest_marker("exclusive") else TOOLS.shared():
+        yield
 
 
 def venv_python() -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, TERRAFORM_VERSIONS, VENV
+from conftest import REPO, TERRAFORM_VERSIONS, TOOLS, VENV, flocked
 
 
 def test_examples_are_terraform_fmt_clean():
@@ -34,6 +34,9 @@ def test_examples_are_terraform_fmt_clean():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+# The quickstart re-runs scripts/testbed-setup (rewriting the venv's Terraform launchers) and
+# cargo build: no other test may run meanwhile (see the conftest docstring).
+@pytest.mark.exclusive
 def test_quickstart_runs_end_to_end():
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TF_"))}
     result = subprocess.run(
@@ -79,16 +82,27 @@ class Release:
 
 @pytest.fixture(scope="module")
 def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
-    """Package the (debug) build as a release, once, and install it where Terraform looks by
-    itself (`~/.terraform.d/plugins` of a HOME of its own)."""
-    root = tmp_path_factory.mktemp("release")
+    """Package the (debug) build as a release, once per test run, and install it where Terraform
+    looks by itself (`~/.terraform.d/plugins` of a HOME of its own). Under pytest-xdist the
+    workers share the run's base temp dir: the first one to get here packages, the others
+    wait for it and use the same release."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's own dir, holding every worker's
+    root = base / "release"
     plugins = root / "home" / ".terraform.d" / "plugins"
     dist = root / "dist"
-    result = subprocess.run(
-        [str(REPO / "scripts" / "release"), "--debug", "--plugins-dir", str(plugins), "--dist", str(dist)],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    with flocked(base / "release.lock"):
+        if not (root / "packaged").exists():
+            shutil.rmtree(root, ignore_errors=True)  # what a failed attempt left
+            root.mkdir()
+            with TOOLS.exclusive():  # its cargo build may relink target/debug: no other test meanwhile
+                result = subprocess.run(
+                    [str(REPO / "scripts" / "release"), "--debug", "--plugins-dir", str(plugins), "--dist", str(dist)],
+                    cwd=REPO, capture_output=True, text=True, timeout=600,
+                )
+            assert result.returncode == 0, result.stdout + result.stderr
+            (root / "packaged").touch()
     version = next(p.name for p in (plugins / "registry.terraform.io/allowlist/allowlist").iterdir())
     return Release(home=root / "home", dist=dist, version=version)
 
