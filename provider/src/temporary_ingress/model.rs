@@ -762,10 +762,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn import_rebuilds_the_state_from_rules() {
-        let created = SystemTime::UNIX_EPOCH + Duration::from_secs(1_763_726_400);
-        let grant = Grant {
+    /// An on-call grant made at `created`, lasting `ttl`, tagged team = sre.
+    fn sample_grant(created: SystemTime, ttl: Duration) -> Grant {
+        Grant {
             id: "grant-00000000000000aa".into(),
             region: "us-west-2".into(),
             group_ids: vec![],
@@ -775,9 +774,15 @@ mod tests {
             description: Some("on-call".into()),
             user_tags: BTreeMap::from([("team".into(), "sre".into())]),
             created_at: created,
-            expires_at: created + Duration::from_secs(86_400),
+            expires_at: created + ttl,
             granted_by: "arn:aws:iam::1:user/a".into(),
-        };
+        }
+    }
+
+    #[test]
+    fn import_rebuilds_the_state_from_rules() {
+        let created = SystemTime::UNIX_EPOCH + Duration::from_secs(1_763_726_400);
+        let grant = sample_grant(created, Duration::from_secs(86_400));
         let rules = [
             rule("sgr-1", "sg-0123abcd", 22, "203.0.113.7/32", &grant),
             rule("sgr-2", "sg-0123abcd", 443, "203.0.113.7/32", &grant),
@@ -801,19 +806,7 @@ mod tests {
     #[test]
     fn a_read_records_expiry_from_the_instant_it_passes() {
         let created = SystemTime::UNIX_EPOCH + Duration::from_secs(1_763_726_400);
-        let grant = Grant {
-            id: "grant-00000000000000aa".into(),
-            region: "us-west-2".into(),
-            group_ids: vec![],
-            protocol: Protocol::Tcp,
-            ports: vec![],
-            cidrs: vec![],
-            description: None,
-            user_tags: BTreeMap::new(),
-            created_at: created,
-            expires_at: created + Duration::from_secs(3600),
-            granted_by: "arn:aws:iam::1:user/a".into(),
-        };
+        let grant = sample_grant(created, Duration::from_secs(3600));
         let rules = [rule("sgr-1", "sg-0123abcd", 22, "203.0.113.7/32", &grant)];
         let stored = Model::from_rules("us-west-2", &grant.id, &rules, created).expect("state");
         let read_at = |secs: u64| {
