@@ -276,20 +276,19 @@ impl Resource for TemporaryIngress {
     }
 
     async fn update(&self, prior: &Value, planned: &Value) -> (Value, Diagnostics) {
-        if let Err(d) = self.change_grant(prior, planned).await {
-            return (prior.clone(), d);
-        }
+        let applied = match self.change_grant(prior, planned).await {
+            Ok(applied) => applied,
+            Err(d) => return (prior.clone(), d),
+        };
         let mut state = planned.clone();
         let mut diags = Diagnostics::new();
         // A moved expiry: whether it has already passed is known only now.
-        if state.attr(attr::EXPIRED).is_unknown() {
-            let applied = Model::read(planned).map(|m| (m.expired_at(self.clock.now()), m));
-            if let Ok((expired, model)) = applied {
-                if expired == Tri::Known(true) {
-                    diags.push(expired_on_update(&model));
-                }
-                state.set(attr::EXPIRED, expired.to_value());
+        if applied.expired.is_unknown() {
+            let expired = applied.expired_at(self.clock.now());
+            if expired == Tri::Known(true) {
+                diags.push(expired_on_update(&applied));
             }
+            state.set(attr::EXPIRED, expired.to_value());
         }
         (state, diags)
     }
@@ -504,8 +503,9 @@ impl TemporaryIngress {
         Ok(state.to_value())
     }
 
-    /// Moves the expiry, user tags and description of the grant's rules to the planned ones.
-    async fn change_grant(&self, prior: &Value, planned: &Value) -> Result<(), Diagnostics> {
+    /// Moves the expiry, user tags and description of the grant's rules to the planned ones;
+    /// returns the planned grant.
+    async fn change_grant(&self, prior: &Value, planned: &Value) -> Result<Model, Diagnostics> {
         let provider = self.provider.get()?;
         let (old, new) = (Model::read(prior)?, Model::read(planned)?);
         let (region, id) = region_and_id(&new)?;
@@ -544,7 +544,8 @@ impl TemporaryIngress {
                 let groups_attr = Some((&groups_path, groups.as_slice()));
                 let summary = "Unable to Update Rule Descriptions";
                 Diagnostics::from(grant_error(summary, &e, groups_attr))
-            })
+            })?;
+        Ok(new)
     }
 }
 
