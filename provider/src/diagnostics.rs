@@ -79,18 +79,19 @@ pub fn lookup_error(
 }
 
 /// Regions that do not exist or are not enabled (what [`allowlist_core::region::explain`] found
-/// after a failure): a configuration error, not something to retry. It points at the first such
-/// region in `regions_attr` when the regions came from the configuration.
+/// after a failure): a configuration error, not something to retry. `summary` names what failed;
+/// the detail says why and then what AWS answered. It points at the first such region in
+/// `regions_attr` when the regions came from the configuration.
 pub fn unknown_regions(
+    summary: &str,
     message: &str,
     failed: &[&str],
+    aws_said: &str,
     regions_attr: Option<(&AttributePath, &[String])>,
 ) -> Diagnostic {
     let d = Diagnostic::error(
-        "Unknown Region",
-        format!(
-            "{message}.\n\nNothing was looked up: fix the region list (or the provider's region)."
-        ),
+        summary,
+        format!("{message}.\n\nNothing was looked up: fix the region list (or the provider's region). AWS answered: {aws_said}"),
     );
     let at = regions_attr.and_then(|(path, names)| {
         names

@@ -173,9 +173,9 @@ def test_unknown_region_in_the_data_source(terraform, emulator):
     result = terraform.run("plan", "-no-color", check=False)
     assert result.rc == 1
     err = one_line(result.stderr)
-    assert "Error: Unknown Region" in err
-    assert 'no such region: "xx-fake-1"' in err
-    assert "Try again" not in err and "HTTP 500" not in err
+    assert "Error: Unable to Look Up NAT Gateways in xx-fake-1" in err
+    assert 'no such region: "xx-fake-1"' in err and "Nothing was looked up: fix the region list" in err
+    assert "Try again" not in err
 
 
 def test_unknown_region_in_the_resource_and_import(terraform, emulator, my_ip, groups):

@@ -173,7 +173,11 @@ impl DataSource for EgressIpsDataSource {
                     if let RegionFailure::Unknown(msg) =
                         region::explain(&provider.aws, &failed).await
                     {
-                        return Err(unknown_regions(&msg, &failed, attr).into());
+                        let summary =
+                            format!("Unable to Look Up NAT Gateways in {}", failed.join(", "));
+                        let said: Vec<String> = failures.iter().map(ToString::to_string).collect();
+                        let d = unknown_regions(&summary, &msg, &failed, &said.join("; "), attr);
+                        return Err(d.into());
                     }
                 }
                 return Err(lookup_error(&err, attr));

@@ -330,7 +330,9 @@ impl Resource for TemporaryIngress {
             Ok(rules) => rules,
             Err(e) => {
                 let d = match region::explain(&provider.aws, &[region]).await {
-                    RegionFailure::Unknown(msg) => unknown_regions(&msg, &[region], None),
+                    RegionFailure::Unknown(msg) => {
+                        unknown_regions("Unknown Region", &msg, &[region], &e.to_string(), None)
+                    }
                     RegionFailure::Failed => aws_error("Unable to Import Ingress Grant", &e),
                 };
                 return Err(d.into());
@@ -399,7 +401,9 @@ impl TemporaryIngress {
                     RegionFailure::Unknown(msg) => {
                         let path = AttributePath::of(attr::REGION);
                         let names = [region.clone()];
-                        unknown_regions(&msg, &[&region], Some((&path, &names)))
+                        let said = e.to_string();
+                        let at = Some((&path, names.as_slice()));
+                        unknown_regions("Unknown Region", &msg, &[&region], &said, at)
                     }
                     RegionFailure::Failed => aws_error("Unable to Check Security Groups", &e),
                 };
