@@ -38,14 +38,7 @@ pub fn lookup_error(
     regions_attr: Option<(&AttributePath, &[String])>,
 ) -> Diagnostics {
     let mut diags = Diagnostics::new();
-    let region_path = |region: &str| {
-        regions_attr.and_then(|(path, names)| {
-            names
-                .iter()
-                .position(|n| n == region)
-                .map(|i| path.index(i))
-        })
-    };
+    let region_path = |region: &str| element_path(regions_attr, |n| n == region);
     match err {
         LookupError::Regions { asked, failures } => {
             for failure in failures {
@@ -93,13 +86,7 @@ pub fn unknown_regions(
         summary,
         format!("{message}.\n\nNothing was looked up: fix the region list (or the provider's region). AWS answered: {aws_said}"),
     );
-    let at = regions_attr.and_then(|(path, names)| {
-        names
-            .iter()
-            .position(|n| failed.contains(&n.as_str()))
-            .map(|i| path.index(i))
-    });
-    match at {
+    match element_path(regions_attr, |n| failed.contains(&n)) {
         Some(path) => d.at(path),
         None => d,
     }
@@ -112,14 +99,7 @@ pub fn grant_error(
     err: &GrantError,
     groups_attr: Option<(&AttributePath, &[String])>,
 ) -> Diagnostic {
-    let group_path = |group: &str| {
-        groups_attr.and_then(|(path, groups)| {
-            groups
-                .iter()
-                .position(|g| g == group)
-                .map(|i| path.index(i))
-        })
-    };
+    let group_path = |group: &str| element_path(groups_attr, |g| g == group);
     let (detail, group) = match err {
         GrantError::Aws { source, group_id } => {
             let mut detail = format!("{source}\n\n{}", next_step(source));
@@ -157,4 +137,14 @@ pub fn authorize_error(
             .push_str("\n\nNo rule of this grant was left behind.");
     }
     diagnostic
+}
+
+/// The path of the first element of a list attribute (its path and values) that `wanted`
+/// picks; None when there is no such attribute or element.
+fn element_path(
+    attr: Option<(&AttributePath, &[String])>,
+    wanted: impl Fn(&str) -> bool,
+) -> Option<AttributePath> {
+    let (path, values) = attr?;
+    values.iter().position(|v| wanted(v)).map(|i| path.index(i))
 }
