@@ -111,9 +111,9 @@ pub fn grant_error(
         GrantError::GroupsNotFound {
             group_ids: missing, ..
         } => (err.to_string(), missing.first().cloned()),
-        GrantError::ForeignRule { group_id, .. } | GrantError::LiveGrant { group_id, .. } => {
-            (err.to_string(), Some(group_id.clone()))
-        }
+        GrantError::ForeignRule { group_id, .. }
+        | GrantError::Undated { group_id, .. }
+        | GrantError::Contended { group_id, .. } => (err.to_string(), Some(group_id.clone())),
         GrantError::RollbackFailed { .. } => (err.to_string(), None),
     };
     let diagnostic = Diagnostic::error(summary, detail);

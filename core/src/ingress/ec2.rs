@@ -1,12 +1,17 @@
 //! The EC2 calls of temporary ingress: find rules (by grant, by group, all of ours), authorize a
-//! grant atomically tagged and rolled back on a partial failure, re-tag, re-describe and revoke.
-//! Every function takes and returns the types of [`super::model`]; SDK types stay in here.
+//! grant atomically tagged (sharing identical rules of live grants) and rolled back on a partial
+//! failure, release a grant's rules (revoking those nobody else holds), re-tag, re-describe and
+//! revoke. Every function takes and returns the types of [`super::model`]; SDK types stay in here.
 
+use super::holders::{
+    check_join, hold_tags, holder_key, plan_release, releasing_key, Hold, JoinCheck, ReleasePlan,
+};
 use super::model::{
     by_group, plan_authorize, rule_ids, tags, AuthorizePlan, Grant, GrantError, Permission,
     PortRange, Protocol, Rule,
 };
 use crate::aws::Aws;
+use crate::clock::format_instant;
 use crate::error::AwsError;
 use crate::paging::Pages;
 use aws_sdk_ec2::types::{
@@ -15,7 +20,7 @@ use aws_sdk_ec2::types::{
 };
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 /// Rules of one security group per authorize/revoke call, and tags per CreateTags call.
 const TAG_BATCH: usize = 500;
@@ -23,6 +28,14 @@ const TAG_BATCH: usize = 500;
 const RULE_PAGE: i32 = 1000;
 /// Filter values per filter that AWS accepts in one request.
 const FILTER_VALUES: usize = 200;
+/// Plans an authorize makes against rules that change under it (a shared rule released or swept
+/// between its read and its write, an identical rule created by a concurrent grant) before it
+/// gives up.
+const AUTHORIZE_ATTEMPTS: usize = 3;
+/// How long a grant that joined a rule waits for another grant to finish releasing it, and how
+/// often it looks.
+const RELEASE_WAIT: Duration = Duration::from_secs(10);
+const RELEASE_POLL: Duration = Duration::from_millis(250);
 
 /// Our [`Rule`] from the SDK's; None for egress rules and rules without an id or group.
 fn rule_from_aws(rule: &SecurityGroupRule) -> Option<Rule> {
@@ -119,32 +132,36 @@ async fn describe_rules(
     Ok(rules)
 }
 
-/// The rules of the grants `grant_ids` in `region`, found by tag (one call per 200 grants).
+/// The rules the grants `grant_ids` hold in `region`, found by their holder tags, and by
+/// `allowlist:grant-id` for rules made before rules were shared (two calls per 200 grants).
 pub async fn grant_rules(
     aws: &Aws,
     region: &str,
     grant_ids: &[String],
 ) -> Result<Vec<Rule>, AwsError> {
-    let mut rules = Vec::new();
+    let managed = || {
+        Filter::builder()
+            .name(format!("tag:{}", tags::MANAGED_BY))
+            .values(tags::MANAGED_BY_VALUE)
+            .build()
+    };
+    let mut rules: Vec<Rule> = Vec::new();
     for chunk in grant_ids.chunks(FILTER_VALUES) {
-        let filters = vec![
-            Filter::builder()
-                .name(format!("tag:{}", tags::MANAGED_BY))
-                .values(tags::MANAGED_BY_VALUE)
-                .build(),
-            Filter::builder()
-                .name(format!("tag:{}", tags::GRANT_ID))
-                .set_values(Some(chunk.to_vec()))
-                .build(),
-        ];
-        rules.extend(describe_rules(aws, region, filters).await?);
+        let holders = Filter::builder()
+            .name("tag-key")
+            .set_values(Some(chunk.iter().map(|id| holder_key(id)).collect()))
+            .build();
+        let creators = Filter::builder()
+            .name(format!("tag:{}", tags::GRANT_ID))
+            .set_values(Some(chunk.to_vec()))
+            .build();
+        rules.extend(describe_rules(aws, region, vec![managed(), holders]).await?);
+        rules.extend(describe_rules(aws, region, vec![managed(), creators]).await?);
     }
     // Checked again here: the result must not depend on the server honouring tag filters.
-    rules.retain(|r| {
-        r.is_managed()
-            && r.grant_id()
-                .is_some_and(|g| grant_ids.iter().any(|id| id == g))
-    });
+    rules.retain(|r| grant_ids.iter().any(|id| r.held_by(id)));
+    rules.sort();
+    rules.dedup_by(|a, b| a.id == b.id);
     Ok(rules)
 }
 
@@ -182,10 +199,11 @@ fn aws_tags(pairs: &[(String, String)]) -> Vec<Tag> {
 }
 
 /// Makes the grant on AWS: for each group, one AuthorizeSecurityGroupIngress whose rules carry the
-/// grant's tags from the start. Identical rules left by expired grants are revoked first and
-/// created again (never re-tagged in place, which would race with a sweep). If anything fails,
-/// every rule this call created is revoked again before the error is returned. Returns the
-/// grant's rules, sorted.
+/// grant's tags from the start. An identical rule another grant still holds is shared (the grant
+/// adds its holder tag, then checks nobody was releasing it meanwhile: see [`super::holders`]).
+/// Identical rules left by expired grants are revoked first and created again (never re-tagged
+/// in place, which would race with a sweep). If anything fails, the grant releases whatever this
+/// call gave it before the error is returned. Returns the grant's rules, sorted.
 pub async fn authorize(aws: &Aws, grant: &Grant, now: SystemTime) -> Result<Vec<Rule>, GrantError> {
     let region = grant.region.as_str();
     let missing = missing_groups(aws, region, &grant.group_ids)
@@ -197,17 +215,47 @@ pub async fn authorize(aws: &Aws, grant: &Grant, now: SystemTime) -> Result<Vec<
             group_ids: missing,
         });
     }
-    let existing = group_rules(aws, region, &grant.group_ids)
-        .await
-        .map_err(|e| GrantError::aws(e, None))?;
-    let AuthorizePlan {
-        keep,
-        replace,
-        create,
-    } = plan_authorize(grant, &existing, now)?;
+    let mut taken: Vec<Rule> = Vec::new();
+    let cause = match authorize_attempts(aws, grant, now, &mut taken).await {
+        Ok(rules) => return Ok(rules),
+        Err(cause) => cause,
+    };
+    if taken.is_empty() {
+        return Err(cause);
+    }
+    taken.sort();
+    taken.dedup_by(|a, b| a.id == b.id);
+    tracing::warn!(grant = %grant.id, rules = taken.len(), "authorize failed part-way; releasing what it took");
+    match release(aws, region, &grant.id, &taken, now).await {
+        Ok(()) => Err(cause),
+        Err(rollback) => Err(GrantError::RollbackFailed {
+            cause: Box::new(cause),
+            rollback: Box::new(rollback),
+            left_behind: taken.iter().map(|r| r.id.clone()).collect(),
+        }),
+    }
+}
 
-    let mut created: Vec<Rule> = Vec::new();
-    let result = async {
+/// Plans and applies the grant against the groups' rules as they are, again when they changed
+/// under it. Every rule created or joined is added to `taken` as soon as it is, for the rollback.
+async fn authorize_attempts(
+    aws: &Aws,
+    grant: &Grant,
+    now: SystemTime,
+    taken: &mut Vec<Rule>,
+) -> Result<Vec<Rule>, GrantError> {
+    let region = grant.region.as_str();
+    let mut contended = None;
+    for attempt in 1..=AUTHORIZE_ATTEMPTS {
+        let existing = group_rules(aws, region, &grant.group_ids)
+            .await
+            .map_err(|e| GrantError::aws(e, None))?;
+        let AuthorizePlan {
+            keep,
+            join,
+            replace,
+            create,
+        } = plan_authorize(grant, &existing, now)?;
         if !replace.is_empty() {
             // Not re-tagged in place: a sweep may already have listed the expired rule and be
             // about to revoke it by id, which would silently take this grant's access away. A
@@ -215,36 +263,271 @@ pub async fn authorize(aws: &Aws, grant: &Grant, now: SystemTime) -> Result<Vec<
             revoke(aws, region, &replace).await?;
             tracing::info!(grant = %grant.id, rules = replace.len(), "replaced expired rules of earlier grants");
         }
-        for (group, perms) in &create {
-            if perms.is_empty() {
-                continue;
+        let mut held = keep;
+        let mut raced = None;
+        for (group, perms) in create.iter().filter(|(_, perms)| !perms.is_empty()) {
+            match authorize_group(aws, grant, group, perms).await {
+                Ok(rules) => {
+                    taken.extend(rules.iter().cloned());
+                    held.extend(rules);
+                }
+                // Another grant created an identical rule since our read (the call is atomic:
+                // nothing of it was created): plan again, and share it.
+                Err(e) if is_duplicate(&e) => raced = Some((group.clone(), e)),
+                Err(e) => return Err(e),
             }
-            let rules = authorize_group(aws, grant, group, perms).await?;
-            created.extend(rules);
         }
-        Ok::<(), GrantError>(())
+        if !join.is_empty() {
+            // Taken before the first tag is written: a rollback must release whatever it tagged.
+            taken.extend(join.iter().cloned());
+            match join_rules(aws, grant, &join, now).await? {
+                Joined::Held(rules) => held.extend(rules),
+                Joined::Lost(rule) => {
+                    contended = Some((
+                        rule.group_id,
+                        rule.id,
+                        "was revoked while this grant joined it".to_owned(),
+                    ));
+                    continue;
+                }
+            }
+        }
+        if let Some((group, _)) = raced {
+            tracing::debug!(grant = %grant.id, %group, attempt, "an identical rule appeared meanwhile; planning again");
+            contended = Some((
+                group,
+                "-".to_owned(),
+                "kept gaining identical rules from other grants".to_owned(),
+            ));
+            continue;
+        }
+        held.sort();
+        held.dedup_by(|a, b| a.id == b.id);
+        return Ok(held);
     }
-    .await;
+    let (group_id, rule_id, reason) = contended.unwrap_or_default();
+    Err(GrantError::Contended {
+        group_id,
+        rule_id,
+        reason,
+    })
+}
 
-    if let Err(cause) = result {
-        if created.is_empty() {
-            return Err(cause);
+fn is_duplicate(e: &GrantError) -> bool {
+    matches!(e, GrantError::Aws { source, .. } if source.has_code("InvalidPermission.Duplicate"))
+}
+
+/// Whether a tag call failed because a rule it named is gone.
+fn is_gone(e: &AwsError) -> bool {
+    e.code
+        .as_deref()
+        .is_some_and(|c| c.ends_with(".NotFound") || c == "InvalidID")
+}
+
+/// What joining shared rules came to.
+enum Joined {
+    /// The grant holds them all (as read back, with its holder tag).
+    Held(Vec<Rule>),
+    /// This rule went (or lost our tag) before we could hold it: plan again.
+    Lost(Rule),
+}
+
+/// Adds the grant's holder tag to rules other grants hold, reads them back, and waits (bounded)
+/// while another grant is releasing one; then gives them the grant's description and user tags.
+async fn join_rules(
+    aws: &Aws,
+    grant: &Grant,
+    rules: &[Rule],
+    now: SystemTime,
+) -> Result<Joined, GrantError> {
+    let region = grant.region.as_str();
+    let hold = grant.hold();
+    let mut by_tags: BTreeMap<Vec<(String, String)>, Vec<String>> = BTreeMap::new();
+    for rule in rules {
+        by_tags
+            .entry(hold_tags(rule, &grant.id, &hold, now))
+            .or_default()
+            .push(rule.id.clone());
+    }
+    for (tag_set, ids) in &by_tags {
+        match create_tags(aws, region, ids, tag_set).await {
+            Ok(()) => {}
+            Err(e) if is_gone(&e) => {
+                tracing::debug!(grant = %grant.id, "a shared rule went while joining it");
+                return Ok(Joined::Lost(rules[0].clone()));
+            }
+            Err(e) => return Err(GrantError::aws(e, None)),
         }
-        tracing::warn!(grant = %grant.id, rules = created.len(), "authorize failed part-way; revoking what it added");
-        return match revoke(aws, region, &created).await {
-            Ok(()) => Err(cause),
-            Err(rollback) => Err(GrantError::RollbackFailed {
-                cause: Box::new(cause),
-                rollback: Box::new(rollback),
-                left_behind: created.iter().map(|r| r.id.clone()).collect(),
-            }),
+    }
+    tracing::info!(grant = %grant.id, rules = rules.len(), "sharing identical rules of live grants");
+    let started = Instant::now();
+    let held = loop {
+        let current = group_rules(aws, region, &grant.group_ids)
+            .await
+            .map_err(|e| GrantError::aws(e, None))?;
+        let clock = now + started.elapsed();
+        let mut releasing = None;
+        for rule in rules {
+            let after = current.iter().find(|r| r.id == rule.id);
+            match check_join(&grant.id, after, clock) {
+                JoinCheck::Held => {}
+                JoinCheck::Lost => return Ok(Joined::Lost(rule.clone())),
+                JoinCheck::Releasing { grant_id } => releasing = Some((rule, grant_id)),
+            }
+        }
+        let Some((rule, by)) = releasing else {
+            break current
+                .into_iter()
+                .filter(|r| rules.iter().any(|j| j.id == r.id))
+                .collect::<Vec<_>>();
         };
+        if started.elapsed() >= RELEASE_WAIT {
+            return Err(GrantError::Contended {
+                group_id: rule.group_id.clone(),
+                rule_id: rule.id.clone(),
+                reason: format!(
+                    "is still being released by grant {by} after {}s",
+                    RELEASE_WAIT.as_secs()
+                ),
+            });
+        }
+        tokio::time::sleep(RELEASE_POLL).await;
+    };
+    // The newest holder's words describe the rule (a replacement's new description, say).
+    let user_tags: Vec<(String, String)> = grant.user_tags.clone().into_iter().collect();
+    if !user_tags.is_empty() {
+        retag(
+            aws,
+            region,
+            &rule_ids(&held.iter().collect::<Vec<_>>()),
+            &user_tags,
+        )
+        .await?;
     }
+    remove_tags(aws, region, &held, &grant.user_tags).await?;
+    set_description(aws, region, &held, grant.description.as_deref()).await?;
+    Ok(Joined::Held(held))
+}
 
-    let mut all: Vec<Rule> = created;
-    all.extend(keep);
-    all.sort();
-    Ok(all)
+/// Releases the rules `grant_id` holds: marks them as being released, reads them back, revokes
+/// those no other live grant holds, and on the others removes only its own tags (their
+/// `expires-at` becomes the latest remaining holder's). Rules already gone are success; rules
+/// are revoked only by id.
+pub async fn release(
+    aws: &Aws,
+    region: &str,
+    grant_id: &str,
+    rules: &[Rule],
+    now: SystemTime,
+) -> Result<(), GrantError> {
+    if rules.is_empty() {
+        return Ok(());
+    }
+    let marker = [(releasing_key(grant_id), format_instant(now))];
+    let after = tag_still_there(aws, region, rules, &marker).await?;
+    let ReleasePlan {
+        revoke: gone,
+        leave,
+    } = plan_release(grant_id, &after, now);
+    revoke(aws, region, &gone).await?;
+    if leave.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(grant = %grant_id, rules = leave.len(), "leaving shared rules to the grants that still hold them");
+    let ids: Vec<String> = leave.iter().map(|(r, _)| r.id.clone()).collect();
+    let mine = [holder_key(grant_id), releasing_key(grant_id)];
+    for chunk in ids.chunks(TAG_BATCH) {
+        let result = aws
+            .ec2(region)
+            .delete_tags()
+            .set_resources(Some(chunk.to_vec()))
+            .set_tags(Some(
+                mine.iter().map(|k| Tag::builder().key(k).build()).collect(),
+            ))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(region, "DeleteTags", e));
+        match result {
+            Ok(_) => {}
+            Err(e) if is_gone(&e) => {}
+            Err(e) => return Err(GrantError::aws(e, None)),
+        }
+    }
+    let mut by_expiry: BTreeMap<SystemTime, Vec<String>> = BTreeMap::new();
+    for (rule, until) in &leave {
+        by_expiry.entry(*until).or_default().push(rule.id.clone());
+    }
+    for (until, ids) in by_expiry {
+        let mirror = [(tags::EXPIRES_AT.to_owned(), format_instant(until))];
+        match create_tags(aws, region, &ids, &mirror).await {
+            Ok(()) => {}
+            Err(e) if is_gone(&e) => {}
+            Err(e) => return Err(GrantError::aws(e, None)),
+        }
+    }
+    Ok(())
+}
+
+/// Sets `tags` on those of `rules` that still exist (a few attempts, as rules can go meanwhile)
+/// and returns them as read back afterwards.
+async fn tag_still_there(
+    aws: &Aws,
+    region: &str,
+    rules: &[Rule],
+    tags: &[(String, String)],
+) -> Result<Vec<Rule>, GrantError> {
+    let groups: Vec<String> = by_group(rules).into_keys().map(str::to_owned).collect();
+    let wanted: HashSet<&str> = rules.iter().map(|r| r.id.as_str()).collect();
+    let read = || async {
+        let current = group_rules(aws, region, &groups)
+            .await
+            .map_err(|e| GrantError::aws(e, None))?;
+        Ok::<_, GrantError>(
+            current
+                .into_iter()
+                .filter(|r| wanted.contains(r.id.as_str()))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let mut ids: Vec<String> = rules.iter().map(|r| r.id.clone()).collect();
+    for _ in 0..AUTHORIZE_ATTEMPTS {
+        match create_tags(aws, region, &ids, tags).await {
+            Ok(()) => return read().await,
+            Err(e) if is_gone(&e) => ids = read().await?.into_iter().map(|r| r.id).collect(),
+            Err(e) => return Err(GrantError::aws(e, None)),
+        }
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+    }
+    Err(GrantError::Contended {
+        group_id: groups.join(", "),
+        rule_id: "-".to_owned(),
+        reason: "kept losing rules while they were being tagged".to_owned(),
+    })
+}
+
+/// Moves `grant_id`'s expiry on its `rules` to `hold`'s (an update of its ttl, a renewal): its
+/// holder tag, and each rule's `expires-at` to the latest of it and the other holders'.
+pub async fn set_expiry(
+    aws: &Aws,
+    region: &str,
+    grant_id: &str,
+    rules: &[Rule],
+    hold: &Hold,
+    now: SystemTime,
+) -> Result<(), GrantError> {
+    let mut by_tags: BTreeMap<Vec<(String, String)>, Vec<String>> = BTreeMap::new();
+    for rule in rules {
+        by_tags
+            .entry(hold_tags(rule, grant_id, hold, now))
+            .or_default()
+            .push(rule.id.clone());
+    }
+    for (tag_set, ids) in by_tags {
+        retag(aws, region, &ids, &tag_set).await?;
+    }
+    Ok(())
 }
 
 /// One AuthorizeSecurityGroupIngress for `perms` in `group`, tagged at creation.
@@ -332,6 +615,18 @@ pub async fn retag(
     rule_ids: &[String],
     tags: &[(String, String)],
 ) -> Result<(), GrantError> {
+    create_tags(aws, region, rule_ids, tags)
+        .await
+        .map_err(|e| GrantError::aws(e, None))
+}
+
+/// CreateTags on `rule_ids`, 500 at a time.
+async fn create_tags(
+    aws: &Aws,
+    region: &str,
+    rule_ids: &[String],
+    tags: &[(String, String)],
+) -> Result<(), AwsError> {
     for chunk in rule_ids.chunks(TAG_BATCH) {
         aws.ec2(region)
             .create_tags()
@@ -339,7 +634,7 @@ pub async fn retag(
             .set_tags(Some(aws_tags(tags)))
             .send()
             .await
-            .map_err(|e| GrantError::aws(AwsError::from_sdk(region, "CreateTags", e), None))?;
+            .map_err(|e| AwsError::from_sdk(region, "CreateTags", e))?;
     }
     Ok(())
 }

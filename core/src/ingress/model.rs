@@ -4,6 +4,7 @@
 //! otherwise refuse late, and the decision of what authorizing a grant must do given the rules a
 //! group already has ([`plan_authorize`]). No I/O here: [`super::ec2`] talks to AWS.
 
+use super::holders::{holder_key, Hold};
 use crate::clock::{format_instant, parse_instant};
 use crate::error::AwsError;
 use ipnet::IpNet;
@@ -24,6 +25,11 @@ pub mod tags {
     pub const CREATED_AT: &str = "allowlist:created-at";
     /// Who made the grant (caller ARN).
     pub const GRANTED_BY: &str = "allowlist:granted-by";
+    /// One per grant holding the rule (see [`super::super::holders`]):
+    /// `allowlist:holder:<grant-id>` = `<created-at>/<expires-at> <granted-by>`.
+    pub const HOLDER_PREFIX: &str = "allowlist:holder:";
+    /// Set for a moment by a grant releasing the rule: `allowlist:releasing:<grant-id>` = when.
+    pub const RELEASING_PREFIX: &str = "allowlist:releasing:";
     /// Tag keys in our namespace, which user tags may not use.
     pub const PREFIX: &str = "allowlist:";
     /// AWS reserves this prefix.
@@ -248,7 +254,17 @@ impl Grant {
         set.into_iter().collect()
     }
 
-    /// The tags every rule of the grant carries: ours, then the user's.
+    /// The grant's hold on each of its rules (the value of its holder tag).
+    pub fn hold(&self) -> Hold {
+        Hold {
+            created_at: Some(self.created_at),
+            expires_at: self.expires_at,
+            granted_by: Some(self.granted_by.clone()),
+        }
+    }
+
+    /// The tags every rule the grant creates carries: ours (its holder tag included), then the
+    /// user's.
     pub fn tags(&self) -> Vec<(String, String)> {
         let mut out = vec![
             (
@@ -259,6 +275,7 @@ impl Grant {
             (tags::EXPIRES_AT.to_owned(), format_instant(self.expires_at)),
             (tags::CREATED_AT.to_owned(), format_instant(self.created_at)),
             (tags::GRANTED_BY.to_owned(), self.granted_by.clone()),
+            (holder_key(&self.id), self.hold().value()),
         ];
         out.extend(self.user_tags.iter().map(|(k, v)| (k.clone(), v.clone())));
         out
@@ -288,8 +305,14 @@ impl Rule {
         self.tags.get(tags::GRANT_ID).map(String::as_str)
     }
 
-    /// The rule's expiry, if it is ours and the tag parses.
+    /// When the rule stops being wanted: the latest expiry of its holders (see
+    /// [`Rule::holders`]). None when it is not ours or an expiry cannot be read.
     pub fn expires_at(&self) -> Option<SystemTime> {
+        self.holders()?.values().map(|h| h.expires_at).max()
+    }
+
+    /// The rule's `allowlist:expires-at` tag as written (which mirrors [`Rule::expires_at`]).
+    pub fn expires_at_tag(&self) -> Option<SystemTime> {
         self.tags
             .get(tags::EXPIRES_AT)
             .and_then(|s| parse_instant(s))
@@ -341,13 +364,17 @@ pub enum GrantError {
     /// An identical rule exists that is not ours; we will not take it over.
     #[error("{group_id} already has an identical rule {rule_id} that allowlist does not manage; remove it or leave that permission out")]
     ForeignRule { group_id: String, rule_id: String },
-    /// An identical rule belongs to another grant that has not expired.
-    #[error("{group_id} already has this permission as rule {rule_id} of grant {grant_id}, valid until {expires_at}; reuse that grant or wait for it to expire")]
-    LiveGrant {
+    /// An identical rule of ours whose expiry cannot be read: nobody can tell when it stops
+    /// being wanted, so we neither share it nor take it over.
+    #[error("{group_id} already has this permission as rule {rule_id}, tagged by allowlist but with an expiry that cannot be read; fix its allowlist:expires-at / allowlist:holder:* tags or remove it")]
+    Undated { group_id: String, rule_id: String },
+    /// Another grant kept releasing a rule this grant joined, or the rules kept changing under
+    /// this call; nothing of this call was left behind.
+    #[error("{group_id} rule {rule_id} {reason}; try again")]
+    Contended {
         group_id: String,
         rule_id: String,
-        grant_id: String,
-        expires_at: String,
+        reason: String,
     },
     /// Authorize failed and rolling back also failed: these rules were left behind (they carry
     /// expiry tags, so the sweep removes them).
@@ -390,8 +417,11 @@ pub fn check_description(s: &str) -> Result<(), String> {
 /// nothing behind.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuthorizePlan {
-    /// Rules of this very grant that already exist (a retried create).
+    /// Rules this very grant already holds (a retried create).
     pub keep: Vec<Rule>,
+    /// Identical rules another grant still wants: shared, by adding this grant's holder tag (see
+    /// [`super::holders`]).
+    pub join: Vec<Rule>,
     /// Identical rules of expired grants: revoked, then created again under this grant (never
     /// re-tagged in place: a sweep that already listed one would revoke the new grant's access).
     pub replace: Vec<Rule>,
@@ -399,10 +429,11 @@ pub struct AuthorizePlan {
     pub create: Vec<(String, Vec<Permission>)>,
 }
 
-/// Decides what [`super::authorize`] does with the groups' `existing` rules at `now`: keep this
-/// grant's own rules, replace expired grants' identical rules, and refuse an identical rule that
-/// is not ours ([`GrantError::ForeignRule`]) or belongs to a live grant ([`GrantError::LiveGrant`]).
-/// A rule whose expiry is at or before `now` has expired.
+/// Decides what [`super::authorize`] does with the groups' `existing` rules at `now`: keep the
+/// rules this grant holds, join identical rules of grants that have not expired, replace those of
+/// expired grants, and refuse an identical rule that is not ours ([`GrantError::ForeignRule`]) or
+/// whose expiry cannot be read ([`GrantError::Undated`]). A rule whose latest holder's expiry is
+/// at or before `now` has expired.
 pub fn plan_authorize(
     grant: &Grant,
     existing: &[Rule],
@@ -416,26 +447,29 @@ pub fn plan_authorize(
             let same = existing
                 .iter()
                 .find(|r| &r.group_id == group && r.opens(perm));
-            match same {
-                None => create.push(perm.clone()),
-                Some(rule) if !rule.is_managed() => {
-                    return Err(GrantError::ForeignRule {
+            let Some(rule) = same else {
+                create.push(perm.clone());
+                continue;
+            };
+            if !rule.is_managed() {
+                return Err(GrantError::ForeignRule {
+                    group_id: group.clone(),
+                    rule_id: rule.id.clone(),
+                });
+            }
+            if rule.held_by(&grant.id) {
+                plan.keep.push(rule.clone());
+                continue;
+            }
+            match rule.expires_at() {
+                None => {
+                    return Err(GrantError::Undated {
                         group_id: group.clone(),
                         rule_id: rule.id.clone(),
                     })
                 }
-                Some(rule) if rule.grant_id() == Some(grant.id.as_str()) => {
-                    plan.keep.push(rule.clone())
-                }
-                Some(rule) if rule.expires_at().is_none_or(|t| t > now) => {
-                    return Err(GrantError::LiveGrant {
-                        group_id: group.clone(),
-                        rule_id: rule.id.clone(),
-                        grant_id: rule.grant_id().unwrap_or("?").to_owned(),
-                        expires_at: rule.tags.get(tags::EXPIRES_AT).cloned().unwrap_or_default(),
-                    })
-                }
-                Some(rule) => {
+                Some(expiry) if expiry > now => plan.join.push(rule.clone()),
+                Some(_) => {
                     plan.replace.push(rule.clone());
                     create.push(perm.clone());
                 }
@@ -571,6 +605,10 @@ mod tests {
             "arn:aws:iam::123456789012:user/alice"
         );
         assert_eq!(tags["team"], "sre");
+        assert_eq!(
+            tags["allowlist:holder:grant-1"],
+            "2025-11-21T12:00:00Z/2025-11-22T12:00:00Z arn:aws:iam::123456789012:user/alice"
+        );
     }
 
     #[test]
@@ -642,7 +680,7 @@ mod tests {
     }
 
     #[test]
-    fn authorize_replaces_expired_and_refuses_live_or_foreign_rules() {
+    fn authorize_joins_live_replaces_expired_and_refuses_foreign_rules() {
         let g = grant();
         let perm = &g.permissions()[0];
         let expiry = SystemTime::UNIX_EPOCH + Duration::from_secs(1_763_726_400);
@@ -651,17 +689,17 @@ mod tests {
         let plan = plan_authorize(&g, std::slice::from_ref(&other), expiry).expect("expired");
         assert_eq!(plan.replace, vec![other.clone()]);
         assert!(plan.create[0].1.contains(perm));
-        // One second earlier it is live.
+        assert!(plan.join.is_empty());
+        // One second earlier grant-2 still wants it: shared, not created.
         let before = expiry - Duration::from_secs(1);
-        assert!(matches!(
-            plan_authorize(&g, std::slice::from_ref(&other), before),
-            Err(GrantError::LiveGrant { .. })
-        ));
-        // Ours but with no readable expiry: treated as live, never taken over.
+        let plan = plan_authorize(&g, std::slice::from_ref(&other), before).expect("live");
+        assert_eq!(plan.join, vec![other.clone()]);
+        assert!(plan.replace.is_empty() && !plan.create[0].1.contains(perm));
+        // Ours but with no readable expiry: never shared, never taken over.
         let undated = rule_of(Some("grant-2"), "someday", perm);
         assert!(matches!(
             plan_authorize(&g, &[undated], expiry),
-            Err(GrantError::LiveGrant { .. })
+            Err(GrantError::Undated { .. })
         ));
         let foreign = rule_of(None, "", perm);
         assert!(matches!(

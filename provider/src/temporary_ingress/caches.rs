@@ -98,7 +98,7 @@ pub struct RuleSnapshots {
 }
 
 impl RuleSnapshots {
-    /// The rules of `grant_id` in `region`, from the region's snapshot (taken on first use by
+    /// The rules `grant_id` holds in `region`, from the region's snapshot (taken on first use by
     /// whichever read comes first; concurrent reads wait for that one call).
     pub async fn grant_rules(
         &self,
@@ -119,7 +119,7 @@ impl RuleSnapshots {
             if taken.elapsed() <= MAX_AGE {
                 return Ok(rules
                     .iter()
-                    .filter(|r| r.grant_id() == Some(grant_id))
+                    .filter(|r| r.held_by(grant_id))
                     .cloned()
                     .collect());
             }

@@ -1,10 +1,11 @@
 //! `allowlist_temporary_ingress`: "knock for access". Adds the caller's IP (or given CIDRs) to
 //! one or more security groups for a TTL. Every rule carries the grant's tags (managed-by,
-//! grant-id, expires-at, created-at, granted-by, user tags), so the publisher's sweep removes
-//! expired rules even if Terraform never runs again.
+//! grant-id, expires-at, created-at, granted-by, holder, user tags), so the publisher's sweep
+//! removes expired rules even if Terraform never runs again. Grants opening the same permission
+//! share its rule (core's `ingress::holders`).
 //!
-//! The resource id is the grant id (`grant-` + 16 hex digits), also the value of the
-//! `allowlist:grant-id` tag on each rule. Import with `<region>/<grant-id>`.
+//! The resource id is the grant id (`grant-` + 16 hex digits), named by the
+//! `allowlist:holder:<grant-id>` tag on each rule it holds. Import with `<region>/<grant-id>`.
 //!
 //! In the order of hashicorp's time provider: the type, schema, validation, plan, create, read,
 //! update, delete, import. The typed model is in [`model`], the pure plan rules in [`plan`], and
@@ -21,7 +22,7 @@ use crate::tfplugin::{
     Resource, Schema, ToValue, Tri, Type, Value,
 };
 use allowlist_core::clock::{format_instant, Clock};
-use allowlist_core::ingress::{self, tags, Grant};
+use allowlist_core::ingress::{self, tags, Grant, Hold};
 use allowlist_core::region::{self, RegionFailure};
 use async_trait::async_trait;
 use caches::Caches;
@@ -163,7 +164,8 @@ impl Resource for TemporaryIngress {
                     attr::ID,
                     Type::String,
                     Mode::Computed,
-                    "The grant id, also the `allowlist:grant-id` tag of each rule.",
+                    "The grant id: each rule the grant holds is tagged `allowlist:holder:<id>`, and the rules it \
+                     created also `allowlist:grant-id = <id>`.",
                 )
                 .stable(),
             )
@@ -180,8 +182,9 @@ impl Resource for TemporaryIngress {
                 attr::EXPIRES_AT,
                 Type::String,
                 Mode::Computed,
-                "When the grant expires: `created_at` + `ttl` (RFC 3339, UTC), also the `allowlist:expires-at` \
-                 tag of each rule.",
+                "When the grant expires: `created_at` + `ttl` (RFC 3339, UTC), as its `allowlist:holder:<id>` tag \
+                 says on each rule. A rule's `allowlist:expires-at` is the latest of its holders' (a rule shared \
+                 with a longer grant stays until that one expires).",
             ))
             .attribute(
                 Attribute::new(
@@ -299,11 +302,12 @@ impl Resource for TemporaryIngress {
             let state = Model::read(prior)?;
             let (region, id) = region_and_id(&state)?;
             self.caches.snapshots.invalidate(region);
-            // Found by the grant's tag: only rules of this grant are ever revoked.
+            // Found by the grant's holder tag: only rules this grant holds are touched, and of
+            // those only the ones no other live grant holds are revoked.
             let rules = ingress::grant_rules(&provider.aws, region, &[id.to_owned()])
                 .await
                 .map_err(|e| Diagnostics::from(aws_error("Unable to Revoke Ingress", &e)))?;
-            ingress::revoke(&provider.aws, region, &rules)
+            ingress::release(&provider.aws, region, id, &rules, self.clock.now())
                 .await
                 .map_err(|e| Diagnostics::from(grant_error("Unable to Revoke Ingress", &e, None)))
         }
@@ -342,7 +346,7 @@ impl Resource for TemporaryIngress {
         let state = Model::from_rules(region, grant_id, &rules, now).ok_or_else(|| {
             Diagnostics::from(Diagnostic::error(
                 "Cannot Import Non-existent Grant",
-                format!("No security group rule in {region} carries {}={grant_id}. It may have expired and been swept.", tags::GRANT_ID),
+                format!("No security group rule in {region} is held by {grant_id} (tag {}{grant_id}, or {}={grant_id} on rules made before rules were shared). It may have expired and been swept.", tags::HOLDER_PREFIX, tags::GRANT_ID),
             ))
         })?;
         Ok(state.to_value())
@@ -520,17 +524,22 @@ impl TemporaryIngress {
             .map_err(|e| Diagnostics::from(aws_error("Unable to Update Ingress Grant", &e)))?;
         let ids: Vec<String> = rules.iter().map(|r| r.id.clone()).collect();
         let (old_tags, new_tags) = (old.known_tags(), new.known_tags());
-        let mut tag_changes: Vec<(String, String)> = Vec::new();
-        if let (true, Tri::Known(expires)) = (new.expires_at != old.expires_at, &new.expires_at) {
-            tag_changes.push((tags::EXPIRES_AT.to_owned(), expires.clone()));
-        }
-        tag_changes.extend(
-            new_tags
-                .iter()
-                .filter(|(k, v)| old_tags.get(*k) != Some(v))
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
         let retag = |e| Diagnostics::from(grant_error("Unable to Re-tag Ingress Rules", &e, None));
+        if let (true, Some(expires_at)) = (new.expires_at != old.expires_at, new.expires_at()) {
+            let hold = Hold {
+                created_at: new.created_at(),
+                expires_at,
+                granted_by: new.granted_by.as_known().cloned(),
+            };
+            ingress::set_expiry(aws, region, id, &rules, &hold, self.clock.now())
+                .await
+                .map_err(retag)?;
+        }
+        let tag_changes: Vec<(String, String)> = new_tags
+            .iter()
+            .filter(|(k, v)| old_tags.get(*k) != Some(v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         if !tag_changes.is_empty() {
             ingress::retag(aws, region, &ids, &tag_changes)
                 .await

@@ -224,15 +224,22 @@ impl Model {
     }
 
     /// This state refreshed from the grant's rules as AWS has them `now`; None when every rule
-    /// is gone. The earliest expiry on any rule is when access starts to end; the grant has
-    /// expired once that instant is at or before `now`.
+    /// is gone. The earliest expiry of this grant's hold on any rule is when its access starts to
+    /// end (a rule shared with a longer grant may stay; this grant's hold on it has still ended);
+    /// the grant has expired once that instant is at or before `now`.
     pub fn refreshed(&self, rules: &[Rule], now: SystemTime) -> Option<Model> {
         if rules.is_empty() {
             return None;
         }
         let mut state = self.clone();
         state.rule_ids = rule_id_list(rules);
-        if let Some(expires) = rules.iter().filter_map(Rule::expires_at).min() {
+        let id = self.id.as_known().map_or("", String::as_str);
+        if let Some(expires) = rules
+            .iter()
+            .filter_map(|r| r.hold_of(id))
+            .map(|h| h.expires_at)
+            .min()
+        {
             state.expires_at = Tri::Known(format_instant(expires));
         }
         state.expired = state.expired_at(now);
@@ -273,11 +280,11 @@ impl Model {
         let ranges: Vec<Tri<String>> = with_ports(false)
             .map(|r| Tri::Known(format!("{}-{}", r.from, r.to)))
             .collect();
-        let created = first
-            .tags
-            .get(tags::CREATED_AT)
-            .and_then(|s| parse_instant(s));
-        let expires = rules.iter().filter_map(Rule::expires_at).min();
+        // The grant's own hold: a grant that shares rules made by another has its own times.
+        let holds: Vec<_> = rules.iter().filter_map(|r| r.hold_of(grant_id)).collect();
+        let created = holds.iter().find_map(|h| h.created_at);
+        let granted_by = holds.iter().find_map(|h| h.granted_by.clone());
+        let expires = holds.iter().map(|h| h.expires_at).min();
         let ttl = match (created, expires) {
             (Some(c), Some(e)) => e.duration_since(c).ok().map(duration::format),
             _ => None,
@@ -313,7 +320,7 @@ impl Model {
             created_at: known(created.map(format_instant)),
             expires_at: known(expires.map(format_instant)),
             rule_ids: rule_id_list(rules),
-            granted_by: known(first.tags.get(tags::GRANTED_BY).cloned()),
+            granted_by: known(granted_by.or_else(|| first.tags.get(tags::GRANTED_BY).cloned())),
             expired: Tri::Null,
         };
         state.refreshed(rules, now)
