@@ -4,10 +4,10 @@
 
 use crate::egress_ips::EgressIpsDataSource;
 use crate::provider_data::{ProviderData, ProviderDataCell};
-use crate::temporary_ingress::TemporaryIngress;
+use crate::temporary_ingress::{EphemeralIngress, TemporaryIngress};
 use crate::tfplugin::{
-    Attribute, AttributePath, Block, DataSource, Diagnostic, Diagnostics, Mode, Provider, Resource,
-    Schema, Tri, Type, Value,
+    Attribute, AttributePath, Block, DataSource, Diagnostic, Diagnostics, EphemeralResource, Mode,
+    Provider, Resource, Schema, Tri, Type, Value,
 };
 use crate::validators;
 use allowlist_core::clock::Clock;
@@ -231,6 +231,13 @@ impl Provider for AllowlistProvider {
 
     fn resources(&self) -> Vec<Arc<dyn Resource>> {
         vec![Arc::new(TemporaryIngress::new(
+            self.data.clone(),
+            self.clock.clone(),
+        ))]
+    }
+
+    fn ephemeral_resources(&self) -> Vec<Arc<dyn EphemeralResource>> {
+        vec![Arc::new(EphemeralIngress::new(
             self.data.clone(),
             self.clock.clone(),
         ))]

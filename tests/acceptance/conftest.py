@@ -336,7 +336,9 @@ def config(body: str = "", *lines: str, **attrs: Any) -> str:
 
 class MyIpServer:
     """A loopback stand-in for checkip.amazonaws.com: answers every GET with
-    `.ip` (settable) as plain text, and counts the requests."""
+    `.ip` (settable) as plain text, and counts the requests. `.on_get`, if set,
+    is called with each request's path before the answer (a test's look at the
+    world at the moment Terraform asks)."""
 
     def __init__(self) -> None:
         import http.server
@@ -345,10 +347,13 @@ class MyIpServer:
         owner = self
         self.ip = "198.51.100.77"
         self.hits = 0
+        self.on_get: Any = None
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server naming)
                 owner.hits += 1
+                if owner.on_get is not None:
+                    owner.on_get(self.path)
                 body = (owner.ip + "\n").encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain")
@@ -383,6 +388,7 @@ def my_ip(my_ip_server: MyIpServer) -> MyIpServer:
     """The IP lookup service, reset to its default answer for each test."""
     my_ip_server.ip = "198.51.100.77"
     my_ip_server.hits = 0
+    my_ip_server.on_get = None
     return my_ip_server
 
 

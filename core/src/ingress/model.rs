@@ -21,6 +21,8 @@ pub mod tags {
     pub const GRANT_ID: &str = "allowlist:grant-id";
     /// When the rule stops being wanted, RFC 3339 UTC.
     pub const EXPIRES_AT: &str = "allowlist:expires-at";
+    /// `true` on rules made by an ephemeral grant (one Terraform run).
+    pub const EPHEMERAL: &str = "allowlist:ephemeral";
     /// When the grant was made, RFC 3339 UTC.
     pub const CREATED_AT: &str = "allowlist:created-at";
     /// Who made the grant (caller ARN).
@@ -232,6 +234,8 @@ pub struct Grant {
     pub created_at: SystemTime,
     pub expires_at: SystemTime,
     pub granted_by: String,
+    /// Made for one Terraform run (the ephemeral resource): its rules say so in a tag.
+    pub ephemeral: bool,
 }
 
 impl Grant {
@@ -277,6 +281,9 @@ impl Grant {
             (tags::GRANTED_BY.to_owned(), self.granted_by.clone()),
             (holder_key(&self.id), self.hold().value()),
         ];
+        if self.ephemeral {
+            out.push((tags::EPHEMERAL.to_owned(), "true".to_owned()));
+        }
         out.extend(self.user_tags.iter().map(|(k, v)| (k.clone(), v.clone())));
         out
     }
@@ -577,6 +584,7 @@ mod tests {
             created_at: t,
             expires_at: t + Duration::from_secs(86_400),
             granted_by: "arn:aws:iam::123456789012:user/alice".into(),
+            ephemeral: false,
         }
     }
 

@@ -80,6 +80,21 @@ pub fn render(provider: &dyn Provider, root: &Path) -> Result<Vec<Page>, DocsErr
             Some(&import),
         ));
     }
+    for ephemeral in provider.ephemeral_resources() {
+        let name = ephemeral.type_name();
+        let example = read(
+            root,
+            &format!("examples/ephemeral-resources/{name}/ephemeral-resource.tf"),
+        )?;
+        pages.push(entity_page(
+            "Ephemeral Resource",
+            "ephemeral-resources",
+            name,
+            &ephemeral.schema().block,
+            &example,
+            None,
+        ));
+    }
 
     let guides = root.join("templates/guides");
     let mut names: Vec<PathBuf> = std::fs::read_dir(&guides)

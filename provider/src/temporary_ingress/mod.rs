@@ -12,8 +12,11 @@
 //! what one provider process asks AWS once in [`caches`]; AWS itself is reached through core.
 
 mod caches;
+mod ephemeral;
 mod model;
 mod plan;
+
+pub use ephemeral::EphemeralIngress;
 
 use crate::diagnostics::{authorize_error, aws_error, grant_error, unknown_regions};
 use crate::provider_data::{ProviderData, ProviderDataCell};
@@ -55,165 +58,7 @@ impl Resource for TemporaryIngress {
     }
 
     fn schema(&self) -> Schema {
-        Schema::new(
-            Block::new(
-                "Temporary ingress (\"knock for access\"): adds your current public IP, or the given CIDRs, to one \
-                 or more security groups for a `ttl`. Every rule is tagged with its expiry and who granted it. \
-                 Once the TTL has passed, the next `terraform plan` proposes to replace the grant (\"knock again\"); \
-                 if nobody runs Terraform, `allowlist-publisher sweep` revokes the expired rules by their tags.",
-            )
-            .attribute(
-                Attribute::new(
-                    attr::SECURITY_GROUP_IDS,
-                    Type::list(Type::String),
-                    Mode::Required,
-                    "Security groups to open, all in `region`, each once, e.g. `[\"sg-0123456789abcdef0\"]`. Changing this \
-                     replaces the grant.",
-                )
-                .force_new(),
-            )
-            .attribute(
-                Attribute::new(
-                    attr::REGION,
-                    Type::String,
-                    Mode::OptionalComputed,
-                    "Region of the security groups. Defaults to the provider's `region`. Changing this replaces \
-                     the grant.",
-                )
-                .force_new()
-                .stable(),
-            )
-            .attribute(
-                Attribute::new(
-                    attr::PORTS,
-                    Type::list(Type::Number),
-                    Mode::Optional,
-                    "Single ports to open (whole numbers 0-65535, each once), e.g. `[22, 443]`. For `tcp` and `udp`, at least one of \
-                     `ports` and `port_ranges` is required; `icmp` and `icmpv6` take neither and open all types. \
-                     Changing this replaces the grant.",
-                )
-                .force_new(),
-            )
-            .attribute(
-                Attribute::new(
-                    attr::PORT_RANGES,
-                    Type::list(Type::String),
-                    Mode::Optional,
-                    "Inclusive port ranges to open, each once, written `\"FROM-TO\"`, e.g. `[\"8000-8100\"]`. Changing this \
-                     replaces the grant.",
-                )
-                .force_new(),
-            )
-            .attribute(
-                Attribute::new(
-                    attr::PROTOCOL,
-                    Type::String,
-                    Mode::OptionalComputed,
-                    "`tcp` (default), `udp`, `icmp` or `icmpv6`. Changing this replaces the grant.",
-                )
-                .force_new()
-                .stable(),
-            )
-            .attribute(
-                Attribute::new(
-                    attr::CIDR_BLOCKS,
-                    Type::list(Type::String),
-                    Mode::OptionalComputed,
-                    "IPv4 and/or IPv6 CIDR blocks to let in, each once, in canonical form (e.g. `203.0.113.7/32`). Defaults \
-                     to your current public IP as a /32 (or /128), detected from the provider's `ip_lookup_url` \
-                     when the grant is applied (the plan shows it as known after apply). `0.0.0.0/0`, `::/0` and blocks broader than /16 (IPv4) or /48 \
-                     (IPv6) are refused unless `allow_world` is true. Changing this replaces the grant.",
-                )
-                .force_new()
-                .stable(),
-            )
-            .attribute(Attribute::new(
-                attr::TTL,
-                Type::String,
-                Mode::Required,
-                "How long the grant lasts from its creation, as a duration such as `24h`, `90m` or `1h30m`. Must \
-                 be greater than zero and at most the provider's `max_ttl`. Changing it moves `expires_at` in \
-                 place (the rules are re-tagged, no access gap); if the new expiry has already passed when it \
-                 is applied, the grant is recorded as `expired` and the next apply replaces it.",
-            ))
-            .attribute(Attribute::new(
-                attr::DESCRIPTION,
-                Type::String,
-                Mode::Optional,
-                "Description of each rule (up to 255 characters of `a-z A-Z 0-9 . _ - : / ( ) # , @ [ ] + = & ; { } ! $ *` \
-                 and spaces), e.g. `on-call access`. Updated in place.",
-            ))
-            .attribute(Attribute::new(
-                attr::TAGS,
-                Type::map(Type::String),
-                Mode::Optional,
-                "Extra tags on each rule. Keys starting with `allowlist:` or `aws:` are reserved. Updated in place.",
-            ))
-            .attribute(
-                Attribute::new(
-                    attr::ALLOW_WORLD,
-                    Type::Bool,
-                    Mode::OptionalComputed,
-                    "Allow `0.0.0.0/0`, `::/0` and other blocks broader than /16 (IPv4) or /48 (IPv6). Defaults \
-                     to `false`.",
-                )
-                .stable(),
-            )
-            .attribute(
-                Attribute::new(
-                    attr::ID,
-                    Type::String,
-                    Mode::Computed,
-                    "The grant id: each rule the grant holds is tagged `allowlist:holder:<id>`, and the rules it \
-                     created also `allowlist:grant-id = <id>`.",
-                )
-                .stable(),
-            )
-            .attribute(
-                Attribute::new(
-                    attr::CREATED_AT,
-                    Type::String,
-                    Mode::Computed,
-                    "When the grant was made (RFC 3339, UTC).",
-                )
-                .stable(),
-            )
-            .attribute(Attribute::new(
-                attr::EXPIRES_AT,
-                Type::String,
-                Mode::Computed,
-                "When the grant expires: `created_at` + `ttl` (RFC 3339, UTC), as its `allowlist:holder:<id>` tag \
-                 says on each rule. A rule's `allowlist:expires-at` is the latest of its holders' (a rule shared \
-                 with a longer grant stays until that one expires).",
-            ))
-            .attribute(
-                Attribute::new(
-                    attr::RULE_IDS,
-                    Type::list(Type::String),
-                    Mode::Computed,
-                    "The security group rule ids (`sgr-...`) of the grant, one per group, port range and CIDR.",
-                )
-                .stable(),
-            )
-            .attribute(
-                Attribute::new(
-                    attr::GRANTED_BY,
-                    Type::String,
-                    Mode::Computed,
-                    "The ARN of the AWS identity that made the grant (from STS), also the `allowlist:granted-by` tag.",
-                )
-                .stable(),
-            )
-            .attribute(Attribute::new(
-                attr::EXPIRED,
-                Type::Bool,
-                Mode::Computed,
-                "Whether the grant had expired (`expires_at` passed) when Terraform last read it. The plan \
-                 takes time only from here, so a saved plan applies as planned however late: a grant read \
-                 as expired is replaced at the next apply, and `terraform plan -refresh=false` (which reads \
-                 nothing) never expires a grant.",
-            )),
-        )
+        schema(Kind::Resource)
     }
 
     fn validate(&self, config: &Value) -> Diagnostics {
@@ -252,7 +97,7 @@ impl Resource for TemporaryIngress {
     }
 
     async fn create(&self, planned: &Value) -> (Value, Diagnostics) {
-        match self.make_grant(planned).await {
+        match self.create_grant(planned).await {
             Ok(state) => (state, Diagnostics::new()),
             // Nothing was granted (authorize revokes whatever it had added): nothing to keep.
             Err(d) => (Value::Null, d),
@@ -353,6 +198,204 @@ impl Resource for TemporaryIngress {
     }
 }
 
+/// Which of the two Terraform types of a grant a schema is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Resource,
+    Ephemeral,
+}
+
+/// The schema of a grant, managed or ephemeral: the same attributes (so one [`Model`] reads
+/// both), with the words and the `ttl` rules of each kind.
+fn schema(kind: Kind) -> Schema {
+    Schema::new(
+        Block::new(match kind {
+            Kind::Resource => "Temporary ingress (\"knock for access\"): adds your current public IP, or the given CIDRs, to one \
+             or more security groups for a `ttl`. Every rule is tagged with its expiry and who granted it. \
+             Once the TTL has passed, the next `terraform plan` proposes to replace the grant (\"knock again\"); \
+             if nobody runs Terraform, `allowlist-publisher sweep` revokes the expired rules by their tags.\n\n\
+             ~> A security group opened by a grant must not declare inline `ingress {}` blocks in hashicorp/aws's \
+             `aws_security_group`: that resource owns every rule of the group, so each apply of it removes the \
+             grant's rules and the next apply here creates them again. Declare permanent rules with \
+             `aws_vpc_security_group_ingress_rule` instead.",
+            Kind::Ephemeral => "Access for one Terraform run (Terraform >= 1.10): the same grant as the \
+             `allowlist_temporary_ingress` resource, opened when the run first needs it, its expiry moved \
+             forward while the run lasts, and revoked when the run ends; never stored in state or plan. \
+             Rules carry the same tags (plus `allowlist:ephemeral = true`), so if the run is killed they \
+             expire at their `ttl` and `allowlist-publisher sweep` revokes them. Grants opening the same \
+             permission (two runs from one IP) share its rule; the last one to close revokes it.\n\n\
+             ~> A security group opened by a grant must not declare inline `ingress {}` blocks in hashicorp/aws's \
+             `aws_security_group`: that resource owns every rule of the group and removes the grant's rule when \
+             it is applied during the run. Declare permanent rules with `aws_vpc_security_group_ingress_rule` \
+             instead.",
+        })
+        .attribute(
+            Attribute::new(
+                attr::SECURITY_GROUP_IDS,
+                Type::list(Type::String),
+                Mode::Required,
+                "Security groups to open, all in `region`, each once, e.g. `[\"sg-0123456789abcdef0\"]`. Changing this \
+                 replaces the grant.",
+            )
+            .force_new(),
+        )
+        .attribute(
+            Attribute::new(
+                attr::REGION,
+                Type::String,
+                Mode::OptionalComputed,
+                "Region of the security groups. Defaults to the provider's `region`. Changing this replaces \
+                 the grant.",
+            )
+            .force_new()
+            .stable(),
+        )
+        .attribute(
+            Attribute::new(
+                attr::PORTS,
+                Type::list(Type::Number),
+                Mode::Optional,
+                "Single ports to open (whole numbers 0-65535, each once), e.g. `[22, 443]`. For `tcp` and `udp`, at least one of \
+                 `ports` and `port_ranges` is required; `icmp` and `icmpv6` take neither and open all types. \
+                 Changing this replaces the grant.",
+            )
+            .force_new(),
+        )
+        .attribute(
+            Attribute::new(
+                attr::PORT_RANGES,
+                Type::list(Type::String),
+                Mode::Optional,
+                "Inclusive port ranges to open, each once, written `\"FROM-TO\"`, e.g. `[\"8000-8100\"]`. Changing this \
+                 replaces the grant.",
+            )
+            .force_new(),
+        )
+        .attribute(
+            Attribute::new(
+                attr::PROTOCOL,
+                Type::String,
+                Mode::OptionalComputed,
+                "`tcp` (default), `udp`, `icmp` or `icmpv6`. Changing this replaces the grant.",
+            )
+            .force_new()
+            .stable(),
+        )
+        .attribute(
+            Attribute::new(
+                attr::CIDR_BLOCKS,
+                Type::list(Type::String),
+                Mode::OptionalComputed,
+                "IPv4 and/or IPv6 CIDR blocks to let in, each once, in canonical form (e.g. `203.0.113.7/32`). Defaults \
+                 to your current public IP as a /32 (or /128), detected from the provider's `ip_lookup_url` \
+                 when the grant is applied (the plan shows it as known after apply). `0.0.0.0/0`, `::/0` and blocks broader than /16 (IPv4) or /48 \
+                 (IPv6) are refused unless `allow_world` is true. Changing this replaces the grant.",
+            )
+            .force_new()
+            .stable(),
+        )
+        .attribute(match kind {
+            Kind::Resource => Attribute::new(
+                attr::TTL,
+                Type::String,
+                Mode::Required,
+                "How long the grant lasts from its creation, as a duration such as `24h`, `90m` or `1h30m`. Must \
+             be greater than zero and at most the provider's `max_ttl`. Changing it moves `expires_at` in \
+             place (the rules are re-tagged, no access gap); if the new expiry has already passed when it \
+             is applied, the grant is recorded as `expired` and the next apply replaces it.",
+            ),
+            Kind::Ephemeral => Attribute::new(
+                attr::TTL,
+                Type::String,
+                Mode::OptionalComputed,
+                "How long the grant lasts past its opening, and past each renewal while the run goes on, as a \
+                 duration such as `15m` (the default) or `1h`. At most the provider's `max_ttl`. It bounds \
+                 the access a killed run leaves behind.",
+            ),
+        })
+        .attribute(Attribute::new(
+            attr::DESCRIPTION,
+            Type::String,
+            Mode::Optional,
+            "Description of each rule (up to 255 characters of `a-z A-Z 0-9 . _ - : / ( ) # , @ [ ] + = & ; { } ! $ *` \
+             and spaces), e.g. `on-call access`. Updated in place.",
+        ))
+        .attribute(Attribute::new(
+            attr::TAGS,
+            Type::map(Type::String),
+            Mode::Optional,
+            "Extra tags on each rule. Keys starting with `allowlist:` or `aws:` are reserved. Updated in place.",
+        ))
+        .attribute(
+            Attribute::new(
+                attr::ALLOW_WORLD,
+                Type::Bool,
+                Mode::OptionalComputed,
+                "Allow `0.0.0.0/0`, `::/0` and other blocks broader than /16 (IPv4) or /48 (IPv6). Defaults \
+                 to `false`.",
+            )
+            .stable(),
+        )
+        .attribute(
+            Attribute::new(
+                attr::ID,
+                Type::String,
+                Mode::Computed,
+                "The grant id: each rule the grant holds is tagged `allowlist:holder:<id>`, and the rules it \
+                 created also `allowlist:grant-id = <id>`.",
+            )
+            .stable(),
+        )
+        .attribute(
+            Attribute::new(
+                attr::CREATED_AT,
+                Type::String,
+                Mode::Computed,
+                "When the grant was made (RFC 3339, UTC).",
+            )
+            .stable(),
+        )
+        .attribute(Attribute::new(
+            attr::EXPIRES_AT,
+            Type::String,
+            Mode::Computed,
+            "When the grant expires: `created_at` + `ttl` (RFC 3339, UTC), as its `allowlist:holder:<id>` tag \
+             says on each rule. A rule's `allowlist:expires-at` is the latest of its holders' (a rule shared \
+             with a longer grant stays until that one expires).",
+        ))
+        .attribute(
+            Attribute::new(
+                attr::RULE_IDS,
+                Type::list(Type::String),
+                Mode::Computed,
+                "The security group rule ids (`sgr-...`) of the grant, one per group, port range and CIDR.",
+            )
+            .stable(),
+        )
+        .attribute(
+            Attribute::new(
+                attr::GRANTED_BY,
+                Type::String,
+                Mode::Computed,
+                "The ARN of the AWS identity that made the grant (from STS), also the `allowlist:granted-by` tag.",
+            )
+            .stable(),
+        )
+        .attribute(Attribute::new(
+            attr::EXPIRED,
+            Type::Bool,
+            Mode::Computed,
+            match kind {
+                Kind::Resource => "Whether the grant had expired (`expires_at` passed) when Terraform last read it. The plan \
+             takes time only from here, so a saved plan applies as planned however late: a grant read \
+             as expired is replaced at the next apply, and `terraform plan -refresh=false` (which reads \
+             nothing) never expires a grant.",
+                Kind::Ephemeral => "Always `false`: an open grant has not expired.",
+            },
+        )),
+    )
+}
+
 impl TemporaryIngress {
     /// Create: fill the defaults and check that the groups exist, so mistakes surface at plan
     /// time.
@@ -451,63 +494,17 @@ impl TemporaryIngress {
     }
 
     /// Makes the planned grant and returns its state.
-    async fn make_grant(&self, planned: &Value) -> Result<Value, Diagnostics> {
+    async fn create_grant(&self, planned: &Value) -> Result<Value, Diagnostics> {
         let provider = self.provider.get()?;
         let mut state = Model::read(planned)?;
-        let mut request = state.grant_request()?;
-        if request.cidrs.is_empty() {
-            let cidr = self
-                .caches
-                .detected_cidr(&provider.ip_lookup_url)
-                .await
-                .map_err(|e| {
-                    Diagnostics::from(Diagnostic::error(
-                        "Unable to Detect Your IP Address",
-                        format!("{e}.\n\nSet cidr_blocks explicitly, or point the provider's ip_lookup_url at a service that answers with your IP. Nothing was granted."),
-                    )
-                    .at(AttributePath::of(attr::CIDR_BLOCKS)))
-                })?;
-            state.cidr_blocks = Tri::Known(vec![Tri::Known(cidr.to_string())]);
-            request.cidrs = vec![cidr];
-        }
-        let granted_by = self
-            .caches
-            .caller_arn(&provider.aws, &request.region)
-            .await
-            .map_err(|e| Diagnostics::from(aws_error("Unable to Identify the Caller", &e)))?;
-        let now = self.clock.now();
-        let grant = Grant {
-            id: ingress::new_grant_id(),
-            region: request.region,
-            group_ids: request.group_ids,
-            protocol: request.protocol,
-            ports: request.ports,
-            cidrs: request.cidrs,
-            description: request.description,
-            user_tags: request.tags,
-            created_at: now,
-            expires_at: now + request.ttl,
-            granted_by,
-        };
-        self.caches.snapshots.invalidate(&grant.region);
-        let rules = ingress::authorize(&provider.aws, &grant, now)
-            .await
-            .map_err(|e| {
-                let groups = AttributePath::of(attr::SECURITY_GROUP_IDS);
-                let groups_attr = Some((&groups, grant.group_ids.as_slice()));
-                Diagnostics::from(authorize_error(
-                    "Unable to Authorize Ingress",
-                    &e,
-                    groups_attr,
-                ))
-            })?;
-        tracing::info!(grant = %grant.id, region = %grant.region, rules = rules.len(), expires_at = %format_instant(grant.expires_at), "grant created");
-        state.id = Tri::Known(grant.id.clone());
-        state.created_at = Tri::Known(format_instant(grant.created_at));
-        state.expires_at = Tri::Known(format_instant(grant.expires_at));
-        state.granted_by = Tri::Known(grant.granted_by.clone());
-        state.rule_ids = Tri::Known(rules.iter().map(|r| Tri::Known(r.id.clone())).collect());
-        state.expired = Tri::Known(false);
+        make_grant(
+            provider,
+            &self.caches,
+            self.clock.as_ref(),
+            &mut state,
+            false,
+        )
+        .await?;
         Ok(state.to_value())
     }
 
@@ -560,6 +557,72 @@ impl TemporaryIngress {
             })?;
         Ok(new)
     }
+}
+
+/// Makes the grant `state` describes (its region, protocol and ttl known): detects the caller's
+/// IP when `cidr_blocks` is unset, authorizes through core, and fills in what the grant made
+/// (id, times, caller, rule ids). Shared by the resource's create and the ephemeral open.
+pub(super) async fn make_grant(
+    provider: &ProviderData,
+    caches: &Caches,
+    clock: &dyn Clock,
+    state: &mut Model,
+    ephemeral: bool,
+) -> Result<Grant, Diagnostics> {
+    let mut request = state.grant_request()?;
+    if request.cidrs.is_empty() {
+        let cidr = caches
+            .detected_cidr(&provider.ip_lookup_url)
+            .await
+            .map_err(|e| {
+                Diagnostics::from(Diagnostic::error(
+                    "Unable to Detect Your IP Address",
+                    format!("{e}.\n\nSet cidr_blocks explicitly, or point the provider's ip_lookup_url at a service that answers with your IP. Nothing was granted."),
+                )
+                .at(AttributePath::of(attr::CIDR_BLOCKS)))
+            })?;
+        state.cidr_blocks = Tri::Known(vec![Tri::Known(cidr.to_string())]);
+        request.cidrs = vec![cidr];
+    }
+    let granted_by = caches
+        .caller_arn(&provider.aws, &request.region)
+        .await
+        .map_err(|e| Diagnostics::from(aws_error("Unable to Identify the Caller", &e)))?;
+    let now = clock.now();
+    let grant = Grant {
+        id: ingress::new_grant_id(),
+        region: request.region,
+        group_ids: request.group_ids,
+        protocol: request.protocol,
+        ports: request.ports,
+        cidrs: request.cidrs,
+        description: request.description,
+        user_tags: request.tags,
+        created_at: now,
+        expires_at: now + request.ttl,
+        granted_by,
+        ephemeral,
+    };
+    caches.snapshots.invalidate(&grant.region);
+    let rules = ingress::authorize(&provider.aws, &grant, now)
+        .await
+        .map_err(|e| {
+            let groups = AttributePath::of(attr::SECURITY_GROUP_IDS);
+            let groups_attr = Some((&groups, grant.group_ids.as_slice()));
+            Diagnostics::from(authorize_error(
+                "Unable to Authorize Ingress",
+                &e,
+                groups_attr,
+            ))
+        })?;
+    tracing::info!(grant = %grant.id, region = %grant.region, rules = rules.len(), expires_at = %format_instant(grant.expires_at), ephemeral, "grant created");
+    state.id = Tri::Known(grant.id.clone());
+    state.created_at = Tri::Known(format_instant(grant.created_at));
+    state.expires_at = Tri::Known(format_instant(grant.expires_at));
+    state.granted_by = Tri::Known(grant.granted_by.clone());
+    state.rule_ids = Tri::Known(rules.iter().map(|r| Tri::Known(r.id.clone())).collect());
+    state.expired = Tri::Known(false);
+    Ok(grant)
 }
 
 /// The warning of an update whose new expiry has already passed.

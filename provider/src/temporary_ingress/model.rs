@@ -783,6 +783,7 @@ mod tests {
             created_at: created,
             expires_at: created + ttl,
             granted_by: "arn:aws:iam::1:user/a".into(),
+            ephemeral: false,
         }
     }
 

@@ -1,6 +1,7 @@
 //! The Terraform plugin protocol (version 6), ignorant of AWS and of our resources.
 //!
-//! A provider implements [`Provider`], [`DataSource`] and [`Resource`] in terms of [`Value`]s,
+//! A provider implements [`Provider`], [`DataSource`], [`Resource`] and [`EphemeralResource`] in
+//! terms of [`Value`]s,
 //! [`Schema`]s and [`Diagnostics`]; this module does everything else: the go-plugin handshake
 //! with AutoMTLS ([`handshake`]), the gRPC services ([`server`]), msgpack/JSON values ([`value`]),
 //! the plan rules ([`plan`]) and logs in the format Terraform reads ([`log`]).
@@ -31,6 +32,7 @@ pub use value::{ToValue, Tri, Value};
 
 use async_trait::async_trait;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 /// The provider as a whole: its configuration schema, configuration, and what it offers.
 #[async_trait]
@@ -47,6 +49,11 @@ pub trait Provider: Send + Sync + 'static {
     fn data_sources(&self) -> Vec<Arc<dyn DataSource>>;
 
     fn resources(&self) -> Vec<Arc<dyn Resource>>;
+
+    /// Ephemeral resources (protocol 6.7, Terraform >= 1.10; older Terraform never asks).
+    fn ephemeral_resources(&self) -> Vec<Arc<dyn EphemeralResource>> {
+        Vec::new()
+    }
 }
 
 /// A data source: read-only, its result must be wholly known.
@@ -110,4 +117,37 @@ pub trait Resource: Send + Sync {
 
     /// Finds an existing resource by its import id.
     async fn import(&self, id: &str) -> Result<Value, Diagnostics>;
+}
+
+/// What opening (or renewing) an ephemeral resource gives Terraform.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Opened {
+    /// The result object (open only; renew returns none).
+    pub result: Value,
+    /// Opaque bytes Terraform hands back to renew and close.
+    pub private: Vec<u8>,
+    /// When Terraform should call renew, if ever.
+    pub renew_at: Option<SystemTime>,
+}
+
+/// An ephemeral resource: opened when Terraform needs it during one run, renewed while the run
+/// lasts, closed at its end; never stored in state.
+#[async_trait]
+pub trait EphemeralResource: Send + Sync {
+    fn type_name(&self) -> &'static str;
+
+    fn schema(&self) -> Schema;
+
+    /// Checks the known values of a configuration (it may contain unknowns).
+    fn validate(&self, config: &Value) -> Diagnostics;
+
+    /// Opens it from a wholly known configuration: the result (configuration plus every
+    /// computed attribute), the private bytes for renew and close, and when to renew.
+    async fn open(&self, config: &Value) -> Result<Opened, Diagnostics>;
+
+    /// Renews it: new private bytes and the next renewal time (`result` is ignored).
+    async fn renew(&self, private: &[u8]) -> Result<Opened, Diagnostics>;
+
+    /// Closes it. Called even after Terraform asked the provider to stop.
+    async fn close(&self, private: &[u8]) -> Diagnostics;
 }

@@ -10,10 +10,11 @@ use super::proto::plugin as plugin_pb;
 use super::proto::tfplugin6 as pb;
 use super::schema::{Block, Schema};
 use super::value::Value;
-use super::{DataSource, PlanChange, Provider, ReadOutcome, Resource};
+use super::{DataSource, EphemeralResource, Opened, PlanChange, Provider, ReadOutcome, Resource};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::{watch, Notify};
 use tonic::{Request, Response, Status};
 
@@ -23,6 +24,7 @@ pub struct ProviderService<P> {
     provider_schema: Schema,
     data_sources: HashMap<&'static str, (Arc<dyn DataSource>, Schema)>,
     resources: HashMap<&'static str, (Arc<dyn Resource>, Schema)>,
+    ephemeral: HashMap<&'static str, (Arc<dyn EphemeralResource>, Schema)>,
     schema_response: pb::get_provider_schema::Response,
     stopped: watch::Sender<bool>,
 }
@@ -40,12 +42,18 @@ impl<P: Provider> ProviderService<P> {
             .into_iter()
             .map(|r| (r.type_name(), (r.clone(), r.schema())))
             .collect();
+        let ephemeral: HashMap<_, _> = provider
+            .ephemeral_resources()
+            .into_iter()
+            .map(|e| (e.type_name(), (e.clone(), e.schema())))
+            .collect();
 
         // Schemas are checked once; a broken one is reported instead of confusing Terraform.
         let mut diagnostics = Diagnostics::new();
         let checks = std::iter::once(("provider", &provider_schema))
             .chain(data_sources.iter().map(|(n, (_, s))| (*n, s)))
-            .chain(resources.iter().map(|(n, (_, s))| (*n, s)));
+            .chain(resources.iter().map(|(n, (_, s))| (*n, s)))
+            .chain(ephemeral.iter().map(|(n, (_, s))| (*n, s)));
         for (name, schema) in checks {
             if let Err(err) = schema.block.check(name) {
                 diagnostics.push(Diagnostic::error(
@@ -64,6 +72,10 @@ impl<P: Provider> ProviderService<P> {
                 .iter()
                 .map(|(n, (_, s))| ((*n).to_owned(), s.to_proto()))
                 .collect(),
+            ephemeral_resource_schemas: ephemeral
+                .iter()
+                .map(|(n, (_, s))| ((*n).to_owned(), s.to_proto()))
+                .collect(),
             diagnostics: diagnostics.to_proto(),
             provider_meta: Some(
                 Schema::new(super::Block::new("No provider_meta is used.")).to_proto(),
@@ -79,6 +91,7 @@ impl<P: Provider> ProviderService<P> {
             provider_schema,
             data_sources,
             resources,
+            ephemeral,
             schema_response,
             stopped: watch::channel(false).0,
         }
@@ -107,6 +120,38 @@ impl<P: Provider> ProviderService<P> {
             .get(type_name)
             .ok_or_else(|| unknown_type("Resource", type_name).into())
     }
+}
+
+impl<P> ProviderService<P> {
+    fn ephemeral_resource(
+        &self,
+        type_name: &str,
+    ) -> Result<&(Arc<dyn EphemeralResource>, Schema), Diagnostics> {
+        self.ephemeral
+            .get(type_name)
+            .ok_or_else(|| unknown_type("Ephemeral Resource", type_name).into())
+    }
+}
+
+fn timestamp(t: SystemTime) -> pb::Timestamp {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    pb::Timestamp {
+        seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(since.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+fn type_names<T: ?Sized>(
+    types: &HashMap<&'static str, (Arc<T>, Schema)>,
+) -> Vec<pb::get_metadata::TypeMetadata> {
+    let mut names: Vec<&str> = types.keys().copied().collect();
+    names.sort_unstable();
+    names
+        .into_iter()
+        .map(|n| pb::get_metadata::TypeMetadata {
+            type_name: n.to_owned(),
+        })
+        .collect()
 }
 
 fn stopped_diagnostic() -> Diagnostic {
@@ -206,6 +251,20 @@ fn split<T>(result: Result<(T, Diagnostics), Diagnostics>, fallback: T) -> (T, D
 
 #[tonic::async_trait]
 impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
+    async fn get_metadata(
+        &self,
+        _request: Request<pb::get_metadata::Request>,
+    ) -> Result<Response<pb::get_metadata::Response>, Status> {
+        tracing::debug!(rpc = "GetMetadata", "rpc");
+        Ok(Response::new(pb::get_metadata::Response {
+            server_capabilities: self.schema_response.server_capabilities,
+            diagnostics: self.schema_response.diagnostics.clone(),
+            data_sources: type_names(&self.data_sources),
+            resources: type_names(&self.resources),
+            ephemeral_resources: type_names(&self.ephemeral),
+        }))
+    }
+
     async fn get_provider_schema(
         &self,
         _request: Request<pb::get_provider_schema::Request>,
@@ -546,6 +605,99 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         };
         Ok(Response::new(pb::read_data_source::Response {
             state,
+            diagnostics: diagnostics.to_proto(),
+        }))
+    }
+
+    async fn validate_ephemeral_resource_config(
+        &self,
+        request: Request<pb::validate_ephemeral_resource_config::Request>,
+    ) -> Result<Response<pb::validate_ephemeral_resource_config::Response>, Status> {
+        let req = request.into_inner();
+        tracing::debug!(rpc = "ValidateEphemeralResourceConfig", type_name = %req.type_name, "rpc");
+        let diagnostics = self
+            .ephemeral_resource(&req.type_name)
+            .and_then(|(e, schema)| {
+                let config =
+                    decode_object(req.config.as_ref(), "configuration", &schema.block, false)?;
+                Ok(e.validate(&config))
+            })
+            .unwrap_or_else(|d| d);
+        Ok(Response::new(
+            pb::validate_ephemeral_resource_config::Response {
+                diagnostics: diagnostics.to_proto(),
+            },
+        ))
+    }
+
+    async fn open_ephemeral_resource(
+        &self,
+        request: Request<pb::open_ephemeral_resource::Request>,
+    ) -> Result<Response<pb::open_ephemeral_resource::Response>, Status> {
+        let req = request.into_inner();
+        tracing::debug!(rpc = "OpenEphemeralResource", type_name = %req.type_name, "rpc");
+        let result = async {
+            let (resource, schema) = self.ephemeral_resource(&req.type_name)?;
+            let config = decode_object(req.config.as_ref(), "configuration", &schema.block, false)?;
+            let opened = self.unless_stopped(resource.open(&config)).await??;
+            let result = finish(schema, opened.result.clone(), false)?;
+            Ok::<_, Diagnostics>(Opened { result, ..opened })
+        }
+        .await;
+        Ok(Response::new(match result {
+            Ok(opened) => pb::open_ephemeral_resource::Response {
+                diagnostics: Vec::new(),
+                renew_at: opened.renew_at.map(timestamp),
+                result: encode(&opened.result),
+                private: Some(opened.private),
+            },
+            Err(diags) => pb::open_ephemeral_resource::Response {
+                diagnostics: diags.to_proto(),
+                ..Default::default()
+            },
+        }))
+    }
+
+    async fn renew_ephemeral_resource(
+        &self,
+        request: Request<pb::renew_ephemeral_resource::Request>,
+    ) -> Result<Response<pb::renew_ephemeral_resource::Response>, Status> {
+        let req = request.into_inner();
+        tracing::debug!(rpc = "RenewEphemeralResource", type_name = %req.type_name, "rpc");
+        let private = req.private.unwrap_or_default();
+        let result = async {
+            let (resource, _) = self.ephemeral_resource(&req.type_name)?;
+            self.unless_stopped(resource.renew(&private)).await?
+        }
+        .await;
+        Ok(Response::new(match result {
+            Ok(renewed) => pb::renew_ephemeral_resource::Response {
+                diagnostics: Vec::new(),
+                renew_at: renewed.renew_at.map(timestamp),
+                private: Some(renewed.private),
+            },
+            Err(diags) => pb::renew_ephemeral_resource::Response {
+                diagnostics: diags.to_proto(),
+                renew_at: None,
+                // Unchanged: a later renew or close still knows what to act on.
+                private: Some(private),
+            },
+        }))
+    }
+
+    async fn close_ephemeral_resource(
+        &self,
+        request: Request<pb::close_ephemeral_resource::Request>,
+    ) -> Result<Response<pb::close_ephemeral_resource::Response>, Status> {
+        let req = request.into_inner();
+        tracing::debug!(rpc = "CloseEphemeralResource", type_name = %req.type_name, "rpc");
+        let private = req.private.unwrap_or_default();
+        // Not subject to StopProvider: an interrupted run must still close what it opened.
+        let diagnostics = match self.ephemeral_resource(&req.type_name) {
+            Ok((resource, _)) => resource.close(&private).await,
+            Err(diags) => diags,
+        };
+        Ok(Response::new(pb::close_ephemeral_resource::Response {
             diagnostics: diagnostics.to_proto(),
         }))
     }
