@@ -9,6 +9,8 @@ After the run nothing of the grant remains, on AWS or in the state.
 from __future__ import annotations
 
 import json
+import subprocess
+import threading
 from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qs, urlparse
 
@@ -98,3 +100,46 @@ ephemeral "allowlist_temporary_ingress" "ci" {{
     assert "Invalid CIDR Block" in out and "allow_world" in out
     assert emulator.count(action="AuthorizeSecurityGroupIngress") == 0
 
+
+
+def test_a_killed_run_leaves_only_rules_that_expire_and_get_swept(terraform, emulator, my_ip, groups, publisher):
+    db, bastion = groups
+    inside = threading.Event()
+    killed = threading.Event()
+
+    def during(path: str) -> None:
+        if "grant=" in path:
+            inside.set()
+            killed.wait(timeout=30)  # hold the run mid-apply until the test has killed it
+
+    my_ip.on_get = during
+    terraform.write("main.tf", run_config(my_ip, db, bastion))
+    process = subprocess.Popen(
+        [str(terraform.binary), "apply", "-auto-approve", "-no-color"],
+        cwd=terraform.workdir,
+        env=terraform.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        assert inside.wait(timeout=120), "the run never reached the step that needs the grant"
+        conftest.kill_group(process)  # SIGKILL to Terraform's whole process group
+        process.wait(timeout=30)
+    finally:
+        killed.set()
+        conftest.kill_group(process)
+
+    # Nothing closed the grant: its rule stays, tagged to expire within the ttl (15m).
+    [rule] = ingress_rules(emulator, [db])
+    expires = datetime.strptime(rule["TagMap"]["allowlist:expires-at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    assert expires <= datetime.now(timezone.utc) + timedelta(minutes=15)
+    assert rule["TagMap"]["allowlist:ephemeral"] == "true"
+
+    # A sweep before the ttl leaves it; one after it revokes exactly it.
+    assert publisher.run("sweep", "--regions", "us-east-1").rc == 0
+    assert [r["SecurityGroupRuleId"] for r in ingress_rules(emulator, [db])] == [rule["SecurityGroupRuleId"]]
+    swept = publisher.run("sweep", "--regions", "us-east-1", env={"ALLOWLIST_CLOCK_OFFSET": "16m"})
+    assert swept.rc == 0, swept.stderr
+    assert ingress_rules(emulator, [db]) == []
