@@ -196,18 +196,23 @@ class TerraformRunner:
         path.write_text(textwrap.dedent(text))
         return path
 
-    def run(self, *args: str, check: bool = True, timeout: float = RUN_TIMEOUT) -> RunResult:
-        """``terraform ARGS`` in the work dir; with `check`, anything but rc 0 raises."""
-        process = subprocess.Popen(
+    def start(self, *args: str, output: Any = subprocess.PIPE) -> subprocess.Popen:
+        """``terraform ARGS`` started in the work dir, in a session of its own (so that
+        `kill_group` also ends its provider plugins); stdout and stderr go to `output`."""
+        return subprocess.Popen(
             [str(self.binary), *args],
             cwd=self.workdir,
             env=self.env,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stdout=output,
+            stderr=output,
             text=True,
-            start_new_session=True,  # so a timeout also kills provider plugins
+            start_new_session=True,
         )
+
+    def run(self, *args: str, check: bool = True, timeout: float = RUN_TIMEOUT) -> RunResult:
+        """``terraform ARGS`` in the work dir; with `check`, anything but rc 0 raises."""
+        process = self.start(*args)
         start = time.monotonic()
         try:
             stdout, stderr = process.communicate(timeout=timeout)

@@ -114,15 +114,7 @@ def test_a_killed_run_leaves_only_rules_that_expire_and_get_swept(terraform, emu
 
     my_ip.on_get = during
     terraform.write("main.tf", run_config(my_ip, db, bastion))
-    process = subprocess.Popen(
-        [str(terraform.binary), "apply", "-auto-approve", "-no-color"],
-        cwd=terraform.workdir,
-        env=terraform.env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    process = terraform.start("apply", "-auto-approve", "-no-color", output=subprocess.DEVNULL)
     try:
         assert inside.wait(timeout=120), "the run never reached the step that needs the grant"
         conftest.kill_group(process)  # SIGKILL to Terraform's whole process group
