@@ -114,7 +114,7 @@ async fn main() -> ExitCode {
     let query = EgressQuery {
         regions: args.regions.clone(),
         tags: args.tags.clone(),
-        filters: Vec::new(),
+        ..EgressQuery::default()
     };
 
     let mut failed = false;
