@@ -8,8 +8,12 @@ use crate::aws::Aws;
 use crate::caller;
 use crate::error::AwsError;
 use crate::organization;
+use futures::StreamExt;
 use std::collections::HashSet;
 use std::sync::Arc;
+
+/// AssumeRole calls in flight at once (an organization may have hundreds of accounts).
+const ASSUME_IN_FLIGHT: usize = 32;
 
 /// One call of a lookup or sweep that failed, with the account it was made for.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -89,12 +93,15 @@ pub async fn reach<'a>(aws: &'a Aws, accounts: &Accounts) -> (Vec<Reached<'a>>, 
         }
     }
     roles.retain(|r| seen.insert(r.account_id().unwrap_or(&r.role_arn).to_owned()));
-    let assumed = futures::future::join_all(roles.into_iter().map(|role| async move {
-        let account = aws.assumed(&role).await;
-        let checked = account.check_assumed().await;
-        (role, account, checked)
-    }))
-    .await;
+    let assumed: Vec<_> = futures::stream::iter(roles)
+        .map(|role| async move {
+            let account = aws.assumed(&role).await;
+            let checked = account.check_assumed().await;
+            (role, account, checked)
+        })
+        .buffer_unordered(ASSUME_IN_FLIGHT)
+        .collect()
+        .await;
     for (role, account, checked) in assumed {
         let account_ref = AccountRef {
             id: role.account_id().map(str::to_owned),
