@@ -255,7 +255,7 @@ impl RegionsArg {
 pub struct PublishArgs {
     #[command(flatten)]
     pub regions: RegionsArg,
-    /// NAT gateway tag to match, KEY=VALUE; values may use * and ? wildcards. Repeat or
+    /// NAT gateway (and Elastic IP) tag to match, KEY=VALUE; values may use * and ? wildcards. Repeat or
     /// comma-separate for several (all must match)
     #[arg(long = "tag", env = "ALLOWLIST_TAGS", value_delimiter = ',', value_parser = parse_tag, value_name = "KEY=VALUE")]
     pub tags: Vec<(String, String)>,
@@ -626,6 +626,80 @@ mod tests {
             .options()
             .unwrap_err();
         assert_eq!(err.flag, "--bucket");
+    }
+
+    #[test]
+    fn account_and_source_flags() {
+        const A: &str = "arn:aws:iam::222222222222:role/reader";
+        const B: &str = "arn:aws:iam::333333333333:role/reader";
+        let both = format!("{A},{B}");
+        let options = publish(&["--out", "-", "--assume-role", &both, "--external-id", "x-1"])
+            .options()
+            .unwrap();
+        let accounts = options.query.accounts;
+        assert!(
+            !accounts.current,
+            "other accounts named: the current one only on request"
+        );
+        assert_eq!(accounts.roles.len(), 2);
+        assert_eq!(accounts.roles[1].external_id.as_deref(), Some("x-1"));
+        let with_current = publish(&[
+            "--out",
+            "-",
+            "--assume-role",
+            A,
+            "--include-current-account",
+        ]);
+        assert!(with_current.options().unwrap().query.accounts.current);
+        let plain = publish(&["--out", "-"]).options().unwrap().query;
+        assert_eq!(plain.accounts, Accounts::default());
+        assert_eq!(plain.sources, EgressQuery::default().sources);
+        let eips = publish(&["--out", "-", "--source", "nat-gateway,elastic-ip"]);
+        assert_eq!(eips.options().unwrap().query.sources.len(), 2);
+        let org = publish(&[
+            "--out",
+            "-",
+            "--organization-role",
+            "reader",
+            "--exclude-account",
+            "444444444444",
+        ])
+        .options()
+        .unwrap()
+        .query
+        .accounts;
+        assert_eq!(
+            org.organization.map(|o| o.exclude),
+            Some(vec!["444444444444".to_owned()])
+        );
+        for (args, flag) in [
+            (
+                vec!["--assume-role", "arn:aws:iam::2:role/r"],
+                "--assume-role",
+            ),
+            (
+                vec!["--assume-role", A, "--assume-role", A],
+                "--assume-role",
+            ),
+            (
+                vec!["--assume-role", A, "--external-id", "x"],
+                "--external-id",
+            ),
+            (vec!["--organization-role", "a/b"], "--organization-role"),
+        ] {
+            let mut argv = vec!["--out", "-"];
+            argv.extend(args);
+            assert_eq!(publish(&argv).options().unwrap_err().flag, flag);
+        }
+        refused(&["publish", "--out", "-", "--source", "eip"], "--source");
+        refused(
+            &["publish", "--out", "-", "--exclude-account", "444444444444"],
+            "--organization-role",
+        );
+        let Command::Sweep(sweep) = parse(&["sweep", "--assume-role", A]).unwrap().command else {
+            panic!("not sweep")
+        };
+        assert_eq!(sweep.options().unwrap().accounts.roles.len(), 1);
     }
 
     #[test]
