@@ -9,6 +9,9 @@ Owns everything between a test's HTTP request and moto's backends:
     - EC2 DescribeNatGateways honours ``tag:<key>``, ``tag-key``, ``tag-value``
       filters (AWS wildcards ``*`` and ``?``), rejects unknown filters, and
       paginates (``MaxResults`` 5..1000, opaque ``NextToken``).
+    - Regional NAT gateways (``AvailabilityMode=regional``, which moto lacks):
+      CreateNatGateway with ``VpcId`` and ``AvailabilityZoneAddresses`` makes a
+      gateway with no subnet whose addresses carry their zone, as on AWS.
     - A NAT gateway carries several public addresses as on AWS:
       CreateNatGateway ``SecondaryAllocationIds`` and AssociateNatGatewayAddress.
       Unknown ids on DeleteNatGateway answer ``NatGatewayNotFound``.
@@ -29,6 +32,9 @@ Owns everything between a test's HTTP request and moto's backends:
   the connection or ``delay_ms`` (default 120 s) passes, then close the
   connection without a response; the request never reaches moto;
   ``GET /_testbed/held`` says how many are held right now).
+  A rule may name an ``account`` (the one moto acts in for the request's
+  access key, e.g. credentials from AssumeRole into that account); counters
+  carry it too.
 
 REST services without an ``Action`` parameter (S3, CloudFront) are counted and
 matched by their HTTP method (``GET``, ``PUT``, ...) as the action.
@@ -55,13 +61,20 @@ from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
 
 from moto.core.responses import ActionResult
+from moto.core.utils import utcnow
 from moto.ec2.exceptions import EC2ClientError
 from moto.ec2.models.availability_zones_and_regions import RegionsAndZonesBackend
 from moto.ec2.models.nat_gateways import NatGateway, NatGatewayBackend
 from moto.ec2.responses.availability_zones_and_regions import AvailabilityZonesAndRegions
 from moto.ec2.responses.nat_gateways import NatGateways
 from moto.ec2.responses.security_groups import SecurityGroups
-from moto.ec2.utils import add_tag_specification, random_private_ip
+from moto.ec2.utils import (
+    add_tag_specification,
+    random_eip_association_id,
+    random_nat_gateway_id,
+    random_private_ip,
+)
+from moto.iam.models import get_account_id_from
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
@@ -263,8 +276,62 @@ def create_nat_gateway_model(
     return gateway
 
 
+def regional_nat_gateway(
+    backend: Any, vpc_id: str, zones: list[tuple[str, list[str]]], tags: dict[str, str]
+) -> NatGateway:
+    """A regional NAT gateway (availability mode ``regional``): it belongs to a
+    VPC, not a subnet, and its public addresses are spread over zones. Built
+    without NatGateway.__init__, which needs a subnet for its one ENI."""
+    backend.get_vpc(vpc_id)  # InvalidVpcID.NotFound as on AWS
+    allocation_ids = [a for _, ids in zones for a in ids]
+    if not allocation_ids:
+        raise EC2ClientError("MissingParameter", "A regional NAT gateway needs AvailabilityZoneAddresses")
+    by_id = {e.allocation_id: e for e in backend.address_by_allocation(allocation_ids)}
+    check_allocations_free(backend, allocation_ids)
+    gateway = NatGateway.__new__(NatGateway)
+    gateway.id = random_nat_gateway_id()
+    gateway.subnet_id = None
+    gateway.vpc_id = vpc_id
+    gateway.state = "available"
+    gateway.private_ip = None
+    gateway.connectivity_type = "public"
+    gateway.availability_mode = "regional"
+    gateway._created_at = utcnow()
+    gateway.ec2_backend = backend
+    gateway._eni = None
+    gateway.address_set = []
+    for zone, ids in zones:
+        for allocation_id in ids:
+            eip = by_id[allocation_id]
+            eip.association_id = random_eip_association_id()
+            gateway.address_set.append({
+                "allocationId": allocation_id,
+                "publicIp": eip.public_ip,
+                "associationId": eip.association_id,
+                "availabilityZone": zone,
+                "isPrimary": not gateway.address_set,
+                "status": "succeeded",
+            })
+    gateway.add_tags(tags)
+    return gateway
+
+
+# moto's gateways are all zonal; AWS says so when asked.
+NatGateway.availability_mode = "zonal"
+
+
 def create_nat_gateway_response(self: NatGateways) -> ActionResult:
-    """Replaces the CreateNatGateway handler to pass SecondaryAllocationIds on."""
+    """Replaces the CreateNatGateway handler to pass SecondaryAllocationIds on,
+    and to make regional gateways."""
+    if self._get_param("AvailabilityMode") == "regional":
+        zones = [
+            (z.get("AvailabilityZone") or z.get("AvailabilityZoneId") or "", list(z.get("AllocationIds", [])))
+            for z in self._get_param("AvailabilityZoneAddresses", [])
+        ]
+        tags = add_tag_specification(self._get_param("TagSpecifications", []))
+        gateway = regional_nat_gateway(self.ec2_backend, self._get_param("VpcId"), zones, tags)
+        self.ec2_backend.nat_gateways[gateway.id] = gateway
+        return ActionResult({"NatGateway": gateway})
     gateway = self.ec2_backend.create_nat_gateway(
         subnet_id=self._get_param("SubnetId"),
         allocation_id=self._get_param("AllocationId"),
@@ -392,11 +459,18 @@ class RequestInfo:
 
     def __init__(self, environ: dict[str, Any]):
         self.region, self.service = credential_scope(environ)
+        self.account = request_account(environ)
         self.target = environ.get("HTTP_X_AMZ_TARGET")
         self.action = request_action(environ, self.target)
 
     def key(self) -> tuple[str, str, str]:
         return (self.region or "-", self.service or "-", self.action)
+
+
+def request_account(environ: dict[str, Any]) -> str | None:
+    """The account moto acts in for the request's access key (None when unsigned)."""
+    match = re.search(r"Credential=([^/,\s]+)/", environ.get("HTTP_AUTHORIZATION", ""))
+    return get_account_id_from(match.group(1)) if match else None
 
 
 def credential_scope(environ: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -492,6 +566,7 @@ FAULT_MODES = ("error", "delay", "reset", "drop")
 # rule's non-zero delay_ms overrides it).
 DROP_HOLD_SECONDS = 120.0
 FAULT_DEFAULTS = {
+    "account": "*",
     "region": "*",
     "service": "*",
     "action": "*",
@@ -555,7 +630,7 @@ def parse_fault(raw: Any) -> dict[str, Any]:
     rule = {**FAULT_DEFAULTS, **raw}
     if rule.get("mode") not in FAULT_MODES:
         raise ValueError(f"mode must be one of {FAULT_MODES}, got {rule.get('mode')!r}")
-    for field in ("region", "service", "action", "code", "message"):
+    for field in ("account", "region", "service", "action", "code", "message"):
         if not isinstance(rule[field], str):
             raise ValueError(f"{field} must be a string")
     for field in ("status", "delay_ms"):
@@ -572,7 +647,7 @@ class TestbedState:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.faults: list[dict[str, Any]] = []
-        self.counts: dict[tuple[str, str, str], int] = {}
+        self.counts: dict[tuple[str, str, str, str], int] = {}
         self.held = 0  # requests a `drop` fault is holding right now
 
     def clear(self) -> None:
@@ -581,18 +656,20 @@ class TestbedState:
             self.counts = {}
 
     def count(self, info: RequestInfo) -> None:
+        key = (*info.key(), info.account or "-")
         with self.lock:
-            self.counts[info.key()] = self.counts.get(info.key(), 0) + 1
+            self.counts[key] = self.counts.get(key, 0) + 1
 
     def take_fault(self, info: RequestInfo) -> dict[str, Any] | None:
         """The first rule matching this request, its `times` spent by one."""
         region, service, action = info.key()
+        account = info.account or "-"
         with self.lock:
             for rule in self.faults:
                 if rule["times"] == 0:
                     continue
                 if all(rule[f] in ("*", value) for f, value in
-                       (("region", region), ("service", service), ("action", action))):
+                       (("account", account), ("region", region), ("service", service), ("action", action))):
                     if rule["times"] is not None:
                         rule["times"] -= 1
                     return dict(rule)
@@ -601,8 +678,8 @@ class TestbedState:
     def counters_json(self) -> dict[str, Any]:
         with self.lock:
             rows = [
-                {"region": r, "service": s, "action": a, "count": n}
-                for (r, s, a), n in sorted(self.counts.items())
+                {"account": acct, "region": r, "service": s, "action": a, "count": n}
+                for (r, s, a, acct), n in sorted(self.counts.items())
             ]
         return {"requests": rows, "total": sum(row["count"] for row in rows)}
 

@@ -5,6 +5,9 @@ Owns what tests (pytest fixtures, benchmarks) do *to* ``testbed/emulator.py``:
     emu = Emulator.launch(python, log_path)          # starts it, waits for READY
     emu.seed.nat_gateway("eu-central-1", {"Name": "egress-a"}, ips=["203.0.113.10", "203.0.113.11"])
     emu.seed.nat_gateways("eu-central-1", {"Name": "bulk"}, ips=[...])  # many, in threads
+    emu.seed.elastic_ip("eu-central-1", {"Name": "proxy"}, ip="198.18.9.1", associate=True)
+    emu.seed.regional_nat_gateway("eu-central-1", {"Name": "proxy"}, ips=[...])
+    other = emu.seed.in_account("222222222222")     # the same helpers, in another account
     emu.set_faults([{"region": "eu-central-1", "action": "DescribeNatGateways", "mode": "error"}])
     emu.count(action="DescribeNatGateways")          # AWS calls seen since the last reset
     emu.reset()                                      # state, faults and counters wiped
@@ -46,15 +49,35 @@ GRANTED_BY = "allowlist:granted-by"
 SEED_CALLER = "arn:aws:iam::123456789012:user/seed"
 
 
-def client(endpoint: str, service: str, region: str) -> Any:
-    """A boto3 client for the emulator with the test bed's fixed credentials."""
+DEFAULT_ACCOUNT = "123456789012"  # moto's account for the test bed's fixed credentials
+TEST_CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+
+
+def client(endpoint: str, service: str, region: str, credentials: dict[str, str] | None = None) -> Any:
+    """A boto3 client for the emulator with the test bed's fixed credentials
+    (or `credentials`, e.g. from AssumeRole into another account)."""
     return boto3.client(
         service,
         region_name=region,
         endpoint_url=endpoint,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
+        **(credentials or TEST_CREDENTIALS),
     )
+
+
+def role_arn(account_id: str, name: str = "allowlist-egress-reader") -> str:
+    return f"arn:aws:iam::{account_id}:role/{name}"
+
+
+def assumed_credentials(endpoint: str, account_id: str) -> dict[str, str]:
+    """Credentials acting in `account_id`: moto's AssumeRole lands them in the
+    role's account (the role need not exist)."""
+    sts = client(endpoint, "sts", "us-east-1")
+    creds = sts.assume_role(RoleArn=role_arn(account_id, "testbed-seed"), RoleSessionName="seed")["Credentials"]
+    return {
+        "aws_access_key_id": creds["AccessKeyId"],
+        "aws_secret_access_key": creds["SecretAccessKey"],
+        "aws_session_token": creds["SessionToken"],
+    }
 
 
 def without_aws_env(environ: dict[str, str] | os._Environ[str] = os.environ) -> dict[str, str]:
@@ -153,9 +176,15 @@ class Emulator:
         """Requests a `drop` fault is holding unanswered right now."""
         return self._call("GET", "/_testbed/held")["held"]
 
-    def count(self, region: str | None = None, service: str | None = None, action: str | None = None) -> int:
-        """Requests seen matching the given region/service/action (None = any)."""
-        wanted = {"region": region, "service": service, "action": action}
+    def count(
+        self,
+        region: str | None = None,
+        service: str | None = None,
+        action: str | None = None,
+        account: str | None = None,
+    ) -> int:
+        """Requests seen matching the given region/service/action/account (None = any)."""
+        wanted = {"region": region, "service": service, "action": action, "account": account}
         return sum(
             row["count"]
             for row in self.requests()["requests"]
@@ -173,14 +202,55 @@ class Emulator:
 class Seed:
     """Creates resources in the emulator at `endpoint`, one boto3 client per region."""
 
-    def __init__(self, endpoint: str):
+    def __init__(self, endpoint: str, account_id: str = DEFAULT_ACCOUNT):
         self.endpoint = endpoint
+        self.account_id = account_id
+        self._credentials = None if account_id == DEFAULT_ACCOUNT else assumed_credentials(endpoint, account_id)
         self._clients: dict[str, Any] = {}
+
+    def in_account(self, account_id: str) -> "Seed":
+        """The same helpers, acting in `account_id` through AssumeRole."""
+        return Seed(self.endpoint, account_id)
 
     def ec2(self, region: str) -> Any:
         if region not in self._clients:
-            self._clients[region] = client(self.endpoint, "ec2", region)
+            self._clients[region] = client(self.endpoint, "ec2", region, self._credentials)
         return self._clients[region]
+
+    def elastic_ip(
+        self, region: str, tags: dict[str, str], ip: str | None = None, associate: bool = False
+    ) -> str:
+        """An Elastic IP (`ip`, else a random one) tagged `tags`; with `associate`,
+        attached to a new network interface in the seed subnet (as on a proxy
+        instance or NLB). Returns its allocation id."""
+        ec2 = self.ec2(region)
+        spec = [{"ResourceType": "elastic-ip", "Tags": tag_list(tags)}] if tags else []
+        kwargs = {"Address": ip} if ip else {}
+        allocation = ec2.allocate_address(Domain="vpc", TagSpecifications=spec, **kwargs)["AllocationId"]
+        if associate:
+            _, subnet_id = self.network(region)
+            eni = ec2.create_network_interface(SubnetId=subnet_id)["NetworkInterface"]["NetworkInterfaceId"]
+            ec2.associate_address(AllocationId=allocation, NetworkInterfaceId=eni)
+        return allocation
+
+    def regional_nat_gateway(self, region: str, tags: dict[str, str], ips: list[str]) -> str:
+        """A regional NAT gateway (no subnet) in the seed VPC holding `ips`, one
+        zone per IP (``<region>a``, ``<region>b``, ...). Returns its id."""
+        ec2 = self.ec2(region)
+        vpc_id, _ = self.network(region)
+        zones = [
+            {
+                "AvailabilityZone": f"{region}{chr(ord('a') + n)}",
+                "AllocationIds": [ec2.allocate_address(Domain="vpc", Address=ip)["AllocationId"]],
+            }
+            for n, ip in enumerate(ips)
+        ]
+        return ec2.create_nat_gateway(
+            AvailabilityMode="regional",
+            VpcId=vpc_id,
+            AvailabilityZoneAddresses=zones,
+            TagSpecifications=[{"ResourceType": "natgateway", "Tags": tag_list(tags)}] if tags else [],
+        )["NatGateway"]["NatGatewayId"]
 
     def network(self, region: str) -> tuple[str, str]:
         """(vpc_id, subnet_id) of the region's seed network, created on first use."""
@@ -244,7 +314,7 @@ class Seed:
         _, subnet_id = self.network(region)
         spec = [{"ResourceType": "natgateway", "Tags": tag_list(tags)}] if tags else []
         # Clients are thread-safe once built; building them is not, so build them here.
-        clients = [client(self.endpoint, "ec2", region) for _ in range(max(1, workers))]
+        clients = [client(self.endpoint, "ec2", region, self._credentials) for _ in range(max(1, workers))]
         ids: list[str | None] = [None] * len(ips)
 
         def work(worker: int) -> None:

@@ -1,9 +1,14 @@
-//! `lookup`: times `allowlist_core::egress::lookup` across regions (used by `bench/fanout.py`).
+//! `lookup`: times `allowlist_core::egress::lookup` across regions (used by `bench/fanout.py`)
+//! and accounts (`bench/estate.py`).
 //!
 //! ```text
 //! cargo run --release --example lookup -p allowlist-core -- \
-//!     --regions us-west-2,eu-central-1 --tag Name='*proxy*' [--tag K=V ...] [--repeat 5] [--warmup 0]
+//!     --regions us-west-2,eu-central-1 --tag Name='*proxy*' [--tag K=V ...] [--repeat 5] [--warmup 0] \
+//!     [--assume-role ARN ...]
 //! ```
+//!
+//! With `--assume-role`, the accounts of those roles are looked in instead of the caller's own
+//! (one AssumeRole per role for the whole process).
 //!
 //! Loads `Aws` once (endpoint from `AWS_ENDPOINT_URL`, region and credentials from the usual AWS
 //! environment), then runs the same lookup `--warmup` + `--repeat` times, one after another, on a
@@ -18,6 +23,7 @@
 //! `{"run":N,"warmup":..,"regions":..,"wall_ms":..,"error":"..."}` and the exit code is 1.
 #![allow(clippy::print_stdout)]
 
+use allowlist_core::accounts::{Accounts, AssumeRole};
 use allowlist_core::egress::{lookup, EgressQuery};
 use allowlist_core::{Aws, AwsSettings};
 use std::collections::BTreeMap;
@@ -25,7 +31,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 const USAGE: &str =
-    "usage: lookup --regions a,b,c [--tag KEY=PATTERN ...] [--repeat N] [--warmup N]";
+    "usage: lookup --regions a,b,c [--tag KEY=PATTERN ...] [--repeat N] [--warmup N] [--assume-role ARN ...]";
 
 #[derive(Debug)]
 struct Args {
@@ -33,6 +39,7 @@ struct Args {
     tags: BTreeMap<String, String>,
     repeat: usize,
     warmup: usize,
+    roles: Vec<String>,
 }
 
 fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -41,6 +48,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
         tags: BTreeMap::new(),
         repeat: 1,
         warmup: 0,
+        roles: Vec::new(),
     };
     while let Some(flag) = argv.next() {
         let mut value = || argv.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -66,6 +74,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
             "--warmup" => {
                 args.warmup = value()?.parse().map_err(|e| format!("--warmup: {e}"))?;
             }
+            "--assume-role" => args.roles.push(value()?),
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
@@ -114,7 +123,12 @@ async fn main() -> ExitCode {
     let query = EgressQuery {
         regions: args.regions.clone(),
         tags: args.tags.clone(),
-        filters: Vec::new(),
+        accounts: Accounts {
+            current: args.roles.is_empty(),
+            roles: args.roles.iter().map(AssumeRole::new).collect(),
+            organization: None,
+        },
+        ..EgressQuery::default()
     };
 
     let mut failed = false;

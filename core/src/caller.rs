@@ -8,13 +8,28 @@ use std::time::Duration;
 
 /// The ARN of the credentials in use (STS GetCallerIdentity).
 pub async fn caller_arn(aws: &Aws, region: &str) -> Result<String, AwsError> {
+    Ok(caller_identity(aws, region).await?.arn)
+}
+
+/// Who the credentials in use are: their ARN and account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub arn: String,
+    pub account_id: String,
+}
+
+/// STS GetCallerIdentity in `region`.
+pub async fn caller_identity(aws: &Aws, region: &str) -> Result<Identity, AwsError> {
     let out = aws
         .sts(region)
         .get_caller_identity()
         .send()
         .await
         .map_err(|e| AwsError::from_sdk(region, "GetCallerIdentity", e))?;
-    Ok(out.arn().unwrap_or("unknown").to_owned())
+    Ok(Identity {
+        arn: out.arn().unwrap_or("unknown").to_owned(),
+        account_id: out.account().unwrap_or_default().to_owned(),
+    })
 }
 
 /// Why the caller's IP could not be detected.

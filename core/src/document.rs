@@ -219,21 +219,28 @@ pub fn create_date(sync_token: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::egress::NatGatewayAddress;
+    use crate::egress::{EgressAddress, Source};
 
-    fn address(ip: [u8; 4], region: &str) -> NatGatewayAddress {
-        NatGatewayAddress {
+    fn address(ip: [u8; 4], region: &str) -> EgressAddress {
+        EgressAddress {
             public_ip: ip.into(),
             region: region.into(),
-            id: format!("nat-{}", ip[3]),
-            vpc_id: "vpc-1".into(),
-            subnet_id: "subnet-1".into(),
-            allocation_id: format!("eipalloc-{}", ip[3]),
+            account_id: "123456789012".into(),
+            source: Source::NatGateway,
+            resource_id: format!("nat-{}", ip[3]),
+            vpc_id: Some("vpc-1".into()),
+            subnet_id: Some("subnet-1".into()),
+            allocation_id: Some(format!("eipalloc-{}", ip[3])),
+            associated: true,
         }
     }
 
-    fn document(addresses: Vec<NatGatewayAddress>, at: u64) -> IpRanges {
-        let ips = EgressIps::new(vec!["us-east-1".into(), "eu-west-1".into()], addresses);
+    fn document(addresses: Vec<EgressAddress>, at: u64) -> IpRanges {
+        let ips = EgressIps::new(
+            vec!["us-east-1".into(), "eu-west-1".into()],
+            vec![],
+            addresses,
+        );
         IpRanges {
             sync_token: at,
             entries: IpRanges::entries_of(&ips, DEFAULT_SERVICE),

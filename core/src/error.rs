@@ -3,8 +3,10 @@
 //! Callers match on [`AwsError::code`] (e.g. `InvalidPermission.NotFound`) to treat some failures
 //! as success; diagnostics and CLI messages are built from the fields, never from parsing text.
 
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_ec2::config::http::HttpResponse;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sts::operation::assume_role::AssumeRoleError;
 use std::fmt;
 
 /// What kind of failure an AWS call ended in.
@@ -64,24 +66,35 @@ impl AwsError {
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
+        Self::from_sdk_ref(region, operation, &err)
+    }
+
+    fn from_sdk_ref<E>(
+        region: &str,
+        operation: &'static str,
+        err: &SdkError<E, HttpResponse>,
+    ) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
         let status = err.raw_response().map(|r| r.status().as_u16());
-        let (kind, code, message) = match &err {
+        let (kind, code, message) = match err {
             SdkError::ServiceError(service) => {
                 let meta = service.err();
                 let code = meta.code().map(str::to_owned);
                 let message = meta
                     .message()
                     .map(str::to_owned)
-                    .unwrap_or_else(|| chain(&err));
+                    .unwrap_or_else(|| chain(err));
                 (AwsErrorKind::Service, code, message)
             }
-            SdkError::TimeoutError(_) => (AwsErrorKind::Timeout, None, context(&err)),
+            SdkError::TimeoutError(_) => (AwsErrorKind::Timeout, None, context(err)),
             SdkError::DispatchFailure(failure) if failure.is_timeout() => {
-                (AwsErrorKind::Timeout, None, context(&err))
+                (AwsErrorKind::Timeout, None, context(err))
             }
-            SdkError::DispatchFailure(_) => (AwsErrorKind::Network, None, context(&err)),
-            SdkError::ResponseError(_) => (AwsErrorKind::Response, None, context(&err)),
-            _ => (AwsErrorKind::Request, None, context(&err)),
+            SdkError::DispatchFailure(_) => (AwsErrorKind::Network, None, context(err)),
+            SdkError::ResponseError(_) => (AwsErrorKind::Response, None, context(err)),
+            _ => (AwsErrorKind::Request, None, context(err)),
         };
         AwsError {
             region: region.to_owned(),
@@ -90,6 +103,31 @@ impl AwsError {
             code,
             message,
             status,
+        }
+    }
+
+    /// Credentials of an assumed role that could not be had: the STS AssumeRole error (code,
+    /// message, status) when that is what failed, else what the credentials chain said. `region`
+    /// is where STS was asked.
+    pub fn from_assume_role(region: &str, err: &CredentialsError) -> Self {
+        let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
+        while let Some(e) = next {
+            if let Some(sdk) = e.downcast_ref::<SdkError<AssumeRoleError, HttpResponse>>() {
+                return Self::from_sdk_ref(region, "AssumeRole", sdk);
+            }
+            next = e.source();
+        }
+        let kind = match err {
+            CredentialsError::ProviderTimedOut(_) => AwsErrorKind::Timeout,
+            _ => AwsErrorKind::Request,
+        };
+        AwsError {
+            region: region.to_owned(),
+            operation: "AssumeRole",
+            kind,
+            code: None,
+            message: chain(err),
+            status: None,
         }
     }
 

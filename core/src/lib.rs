@@ -4,6 +4,7 @@
 //! the region and the AWS error code as data); AWS SDK types stay inside the functions that call
 //! AWS. Nothing here knows about Terraform or gRPC.
 
+pub mod accounts;
 pub mod aws;
 pub mod call_log;
 pub mod caller;
@@ -12,7 +13,9 @@ pub mod document;
 pub mod duration;
 pub mod egress;
 pub mod error;
+pub mod estate;
 pub mod ingress;
+pub mod organization;
 pub mod paging;
 pub mod region;
 pub mod sweep;

@@ -4,6 +4,7 @@
 //! Only rules carrying `allowlist:managed-by=allowlist` are candidates (checked on our side, not
 //! trusted to the server's tag filter), and rules are revoked by id, one call per security group.
 
+use crate::accounts::AccountRef;
 use crate::aws::Aws;
 use crate::error::AwsError;
 use crate::ingress::{by_group, managed_rules, revoke_in_group, rule_ids, Rule};
@@ -16,6 +17,8 @@ const GROUP_CONCURRENCY: usize = 4;
 /// What sweeping one region found and did.
 #[derive(Debug, Clone, Default)]
 pub struct RegionSweep {
+    /// The account swept (set by a caller that sweeps several).
+    pub account: AccountRef,
     pub region: String,
     /// Our rules whose expiry is at or before the cutoff, sorted by group and id.
     pub expired: Vec<Rule>,

@@ -10,4 +10,11 @@ provider "allowlist" {
 
   # Optional: time allowed for one AWS call, retries included (default 60s).
   request_timeout = "60s"
+
+  # Optional: assume a role with the credentials found (as hashicorp/aws does);
+  # account roles of allowlist_egress_ips are then assumed from it.
+  # assume_role {
+  #   role_arn     = "arn:aws:iam::111111111111:role/deployer"
+  #   session_name = "allowlist"
+  # }
 }

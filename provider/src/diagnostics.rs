@@ -2,12 +2,26 @@
 //! reads as a title, a detail naming the region, operation and AWS error code, and the next step.
 
 use crate::tfplugin::{AttributePath, Diagnostic, Diagnostics};
-use allowlist_core::egress::LookupError;
+use allowlist_core::egress::{Failure, LookupError};
 use allowlist_core::ingress::GrantError;
 use allowlist_core::{AwsError, AwsErrorKind};
 
 /// What a user can do about a failed AWS call, judged from its error code and kind.
 fn next_step(err: &AwsError) -> &'static str {
+    match (err.operation, err.code.as_deref()) {
+        ("AssumeRole", _) => {
+            return "Check that the role exists, that its trust policy lets the provider's principal assume it \
+                    (with this external id, if it requires one), and that the principal may sts:AssumeRole it.";
+        }
+        ("ListAccounts", Some("AWSOrganizationsNotInUseException")) => {
+            return "The provider's account is not in an organization: list the accounts with account blocks instead.";
+        }
+        ("ListAccounts", Some(code)) if code.starts_with("AccessDenied") => {
+            return "Listing an organization's accounts needs the organization's management account or a delegated \
+                    administrator, with organizations:ListAccounts; or list the accounts with account blocks.";
+        }
+        _ => {}
+    }
     match (err.code.as_deref(), err.kind) {
         (Some("AuthFailure" | "UnrecognizedClientException" | "InvalidClientTokenId"), _) => {
             "Check that the region exists and is enabled for the account, and that the credentials are valid there."
@@ -31,27 +45,59 @@ pub fn aws_error(summary: &str, err: &AwsError) -> Diagnostic {
     Diagnostic::error(summary, format!("{err}\n\n{}", next_step(err)))
 }
 
-/// A failed egress lookup: one diagnostic per failed region, pointing at the region in
-/// `regions_attr` when the region came from the configuration.
+/// What failed, as a diagnostic's title: the operation, the region and the account.
+fn failure_summary(failure: &Failure) -> String {
+    let err = &failure.error;
+    let account = failure.account.id.as_deref();
+    let of = account
+        .map(|id| format!(" (account {id})"))
+        .unwrap_or_default();
+    match err.operation {
+        "DescribeNatGateways" => format!("Unable to Look Up NAT Gateways in {}{of}", err.region),
+        "DescribeAddresses" => format!("Unable to Look Up Elastic IPs in {}{of}", err.region),
+        "DescribeRegions" => format!("Unable to List Enabled Regions{of}"),
+        "AssumeRole" => match account {
+            Some(id) => format!("Unable to Assume Role in Account {id}"),
+            None => "Unable to Assume Role".to_owned(),
+        },
+        "ListAccounts" => "Unable to List the Organization's Accounts".to_owned(),
+        "GetCallerIdentity" => "Unable to Identify the Current Account".to_owned(),
+        _ => format!("Unable to Look Up Egress IPs in {}{of}", err.region),
+    }
+}
+
+/// A failed egress lookup: one diagnostic per failure (account, region, call), pointing at the
+/// region in `regions_attr` when the region came from the configuration, and at the role in
+/// `roles_attr` (the blocks' path, their role ARNs, and the ARN's attribute name in a block) when
+/// AssumeRole failed.
 pub fn lookup_error(
     err: &LookupError,
     regions_attr: Option<(&AttributePath, &[String])>,
+    roles_attr: Option<(&AttributePath, &[String], &str)>,
 ) -> Diagnostics {
     let mut diags = Diagnostics::new();
     let region_path = |region: &str| element_path(regions_attr, |n| n == region);
     match err {
         LookupError::Regions { asked, failures } => {
             for failure in failures {
-                let mut d = aws_error(
-                    &format!("Unable to Look Up NAT Gateways in {}", failure.region),
-                    failure,
+                let error = &failure.error;
+                let mut d = Diagnostic::error(
+                    failure_summary(failure),
+                    format!("{failure}\n\n{}", next_step(error)),
                 );
                 d.detail.push_str(&format!(
-                    "\n\n{} of {asked} regions failed. No list is produced unless every region answers, \
-                     so nothing downstream receives a partial allowlist.",
+                    "\n\n{} of {asked} lookups failed. No list is produced unless every account and region \
+                     answers, so nothing downstream receives a partial allowlist.",
                     failures.len()
                 ));
-                if let Some(path) = region_path(&failure.region) {
+                let path = match (error.operation, &failure.account.role_arn) {
+                    ("AssumeRole", Some(role)) => roles_attr.and_then(|(path, arns, name)| {
+                        element_path(Some((path, arns)), |r| r == role).map(|p| p.attr(name))
+                    }),
+                    ("DescribeNatGateways" | "DescribeAddresses", _) => region_path(&error.region),
+                    _ => None,
+                };
+                if let Some(path) = path {
                     d = d.at(path);
                 }
                 diags.push(d);

@@ -1,15 +1,16 @@
-//! The `allowlist` provider block: where AWS is (region, profile, endpoint), the default regions
-//! for egress lookups, and guardrails for temporary ingress. AWS clients are built once per
-//! provider process and shared by every data source and resource.
+//! The `allowlist` provider block: where AWS is (region, profile, endpoint, a base role to
+//! assume), the default regions for egress lookups, and guardrails for temporary ingress. AWS
+//! clients are built once per provider process and shared by every data source and resource.
 
 use crate::egress_ips::EgressIpsDataSource;
 use crate::provider_data::{ProviderData, ProviderDataCell};
 use crate::temporary_ingress::{EphemeralIngress, TemporaryIngress};
 use crate::tfplugin::{
     Attribute, AttributePath, Block, DataSource, Diagnostic, Diagnostics, EphemeralResource, Mode,
-    Provider, Resource, Schema, Tri, Type, Value,
+    Nesting, Provider, Resource, Schema, Tri, Type, Value,
 };
 use crate::validators;
+use allowlist_core::accounts::{self, AssumeRole};
 use allowlist_core::clock::Clock;
 use allowlist_core::{Aws, AwsSettings};
 use async_trait::async_trait;
@@ -30,6 +31,15 @@ mod attr {
     pub const MAX_TTL: &str = "max_ttl";
     pub const REQUEST_TIMEOUT: &str = "request_timeout";
     pub const IP_LOOKUP_URL: &str = "ip_lookup_url";
+    /// The `assume_role` block type.
+    pub const ASSUME_ROLE: &str = "assume_role";
+
+    /// Attributes of the `assume_role` block.
+    pub mod assume_role {
+        pub const ROLE_ARN: &str = "role_arn";
+        pub const EXTERNAL_ID: &str = "external_id";
+        pub const SESSION_NAME: &str = "session_name";
+    }
 }
 
 pub struct AllowlistProvider {
@@ -122,7 +132,75 @@ fn read_config(config: &Value, allow_unknown: bool) -> (Config, Diagnostics) {
         }
         _ => {}
     }
+    out.settings.assume_role = read_assume_role(config, allow_unknown, &mut diags);
     (out, diags)
+}
+
+/// The `assume_role` block: at most one, a role ARN, optional external id and session name.
+fn read_assume_role(
+    config: &Value,
+    allow_unknown: bool,
+    diags: &mut Diagnostics,
+) -> Option<AssumeRole> {
+    use attr::assume_role as ar;
+    let Value::List(blocks) = config.attr(attr::ASSUME_ROLE) else {
+        return None;
+    };
+    for i in 1..blocks.len() {
+        diags.push(
+            Diagnostic::error(
+                "Too Many assume_role Blocks",
+                "Give at most one assume_role block.",
+            )
+            .at(AttributePath::of(attr::ASSUME_ROLE).index(i)),
+        );
+    }
+    let block = blocks.first()?;
+    let path = AttributePath::of(attr::ASSUME_ROLE).index(0);
+    let string = |name: &str,
+                  check: fn(&str) -> Result<(), String>,
+                  summary: &str,
+                  diags: &mut Diagnostics|
+     -> Option<String> {
+        match diags.take(block.get::<String>(&path, name))? {
+            Tri::Known(v) => {
+                if let Err(msg) = check(&v) {
+                    diags.push(Diagnostic::error(summary, msg).at(path.attr(name)));
+                }
+                Some(v)
+            }
+            Tri::Null => None,
+            Tri::Unknown => {
+                if !allow_unknown {
+                    diags.push(unknown_at_configure(attr::ASSUME_ROLE).at(path.attr(name)));
+                }
+                None
+            }
+        }
+    };
+    let role_arn = string(
+        ar::ROLE_ARN,
+        |arn| accounts::check_role_arn(arn).map(drop),
+        "Invalid Role ARN",
+        diags,
+    )?;
+    let external_id = string(
+        ar::EXTERNAL_ID,
+        accounts::check_external_id,
+        "Invalid External ID",
+        diags,
+    );
+    let session_name = string(
+        ar::SESSION_NAME,
+        accounts::check_session_name,
+        "Invalid Session Name",
+        diags,
+    );
+    Some(AssumeRole {
+        role_arn,
+        external_id,
+        session_name,
+    })
 }
 
 fn unknown_at_configure(name: &str) -> Diagnostic {
@@ -139,9 +217,10 @@ impl Provider for AllowlistProvider {
         Schema::new(
             Block::new(
                 "The allowlist provider answers two questions: which IPs our traffic comes from \
-                 (`allowlist_egress_ips`, looked up across many regions at once) and how to let someone in \
-                 for a while (`allowlist_temporary_ingress`). AWS credentials come from the usual AWS chain \
-                 (environment, shared config and credentials files, SSO, container and instance roles).",
+                 (`allowlist_egress_ips`, looked up across many accounts and regions at once) and how to let \
+                 someone in for a while (`allowlist_temporary_ingress`). AWS credentials come from the usual \
+                 AWS chain (environment, shared config and credentials files, SSO, container and instance \
+                 roles), optionally through an `assume_role` block.",
             )
             .attribute(Attribute::new(
                 attr::REGION,
@@ -193,7 +272,36 @@ impl Provider for AllowlistProvider {
                 Mode::Optional,
                 "A URL that answers with the caller's public IP address as plain text; used when a temporary \
                  ingress grant sets no `cidr_blocks`. Defaults to `https://checkip.amazonaws.com`.",
-            )),
+            ))
+            .block(
+                attr::ASSUME_ROLE,
+                Nesting::List,
+                Block::new(
+                    "A role the provider assumes with the credentials it found, as in the hashicorp/aws \
+                     provider: every call is then made as that role, and the roles of \
+                     `allowlist_egress_ips` `account` blocks are assumed from it. Assumed once per provider \
+                     process; the credentials are cached and refreshed before they expire. At most one block.",
+                )
+                .attribute(Attribute::new(
+                    attr::assume_role::ROLE_ARN,
+                    Type::String,
+                    Mode::Required,
+                    "The IAM role to assume, e.g. `arn:aws:iam::111111111111:role/deployer`.",
+                ))
+                .attribute(Attribute::new(
+                    attr::assume_role::EXTERNAL_ID,
+                    Type::String,
+                    Mode::Optional,
+                    "The external id the role's trust policy requires, if any.",
+                ))
+                .attribute(Attribute::new(
+                    attr::assume_role::SESSION_NAME,
+                    Type::String,
+                    Mode::Optional,
+                    "The session name, shown in the role's account (CloudTrail, the assumed-role ARN). \
+                     2 to 64 letters, digits or `+=,.@_-`. Defaults to `allowlist`.",
+                )),
+            ),
         )
     }
 
@@ -212,6 +320,7 @@ impl Provider for AllowlistProvider {
             region = aws.home_region().unwrap_or("(none)"),
             egress_regions = ?config.egress_regions,
             endpoint_override = config.settings.endpoint_url.is_some(),
+            assume_role = config.settings.assume_role.as_ref().map(|r| r.role_arn.as_str()),
             "provider configured"
         );
         self.data.set(ProviderData {

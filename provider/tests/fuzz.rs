@@ -886,6 +886,7 @@ fn configured_service() -> (tokio::runtime::Runtime, Service) {
             ("max_ttl", Value::string("100years")),
             ("request_timeout", Value::string("2s")),
             ("ip_lookup_url", Value::Null),
+            ("assume_role", Value::List(vec![])),
         ])),
     };
     let configured = rt

@@ -127,6 +127,8 @@ fn data_source_config() -> Value {
         &[
             ("regions", Value::strings(["us-east-1"])),
             ("filter", Value::List(vec![])),
+            ("account", Value::List(vec![])),
+            ("organization", Value::List(vec![])),
         ],
     )
 }
@@ -138,6 +140,7 @@ fn provider_config() -> Value {
             ("region", Value::string("us-east-1")),
             ("endpoint_url", Value::string("http://127.0.0.1:1")),
             ("request_timeout", Value::string("2s")),
+            ("assume_role", Value::List(vec![])),
         ],
     )
 }

@@ -4,9 +4,10 @@
 
 use crate::publish::PublishOptions;
 use crate::sweep::SweepOptions;
+use allowlist_core::accounts::{self, Accounts, AssumeRole, Organization};
 use allowlist_core::duration;
 use allowlist_core::egress::{
-    check_requested_regions, EgressQuery, Filter, FilterProblem, LookupError, ALL_REGIONS,
+    check_requested_regions, EgressQuery, Filter, FilterProblem, LookupError, Source, ALL_REGIONS,
 };
 use allowlist_core::AwsSettings;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -120,7 +121,114 @@ impl Global {
             profile: self.profile.clone(),
             endpoint_url: self.endpoint_url.clone(),
             request_timeout: Some(self.request_timeout),
+            assume_role: None,
         })
+    }
+}
+
+/// Which accounts to look in (publish) or sweep: the publisher's own, assumed roles, or every
+/// account of the organization.
+#[derive(Debug, Args)]
+pub struct AccountArgs {
+    /// Role to assume in each account to look in, an IAM role ARN. Repeat or comma-separate;
+    /// one AssumeRole per role per process
+    #[arg(
+        long = "assume-role",
+        env = "ALLOWLIST_ASSUME_ROLES",
+        value_delimiter = ',',
+        value_name = "ARN"
+    )]
+    pub assume_roles: Vec<String>,
+    /// External id for the roles of --assume-role and --organization-role
+    #[arg(long, env = "ALLOWLIST_EXTERNAL_ID", value_name = "ID")]
+    pub external_id: Option<String>,
+    /// Look in every ACTIVE account of the organization through the role of this name in each
+    /// (needs the management account or a delegated administrator)
+    #[arg(
+        long,
+        env = "ALLOWLIST_ORGANIZATION_ROLE",
+        value_name = "NAME",
+        conflicts_with = "assume_roles"
+    )]
+    pub organization_role: Option<String>,
+    /// Account id to leave out of --organization-role. Repeat or comma-separate
+    #[arg(
+        long = "exclude-account",
+        env = "ALLOWLIST_EXCLUDE_ACCOUNTS",
+        value_delimiter = ',',
+        value_name = "ID",
+        requires = "organization_role"
+    )]
+    pub exclude_accounts: Vec<String>,
+    /// Also look in the account of the publisher's own credentials (always, without
+    /// --assume-role and --organization-role)
+    #[arg(long, env = "ALLOWLIST_INCLUDE_CURRENT_ACCOUNT")]
+    pub include_current_account: bool,
+}
+
+impl AccountArgs {
+    /// The accounts, each role ARN and account id checked.
+    pub fn accounts(&self) -> Result<Accounts, UsageError> {
+        if let Some(id) = &self.external_id {
+            accounts::check_external_id(id).map_err(|m| UsageError::new("--external-id", m))?;
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut roles = Vec::new();
+        for arn in &self.assume_roles {
+            let account = accounts::check_role_arn(arn.trim())
+                .map_err(|m| UsageError::new("--assume-role", m))?;
+            if !seen.insert(account.to_owned()) {
+                return Err(UsageError::new(
+                    "--assume-role",
+                    format!("account {account} is given twice; give one role per account"),
+                ));
+            }
+            roles.push(AssumeRole {
+                external_id: self.external_id.clone(),
+                ..AssumeRole::new(arn.trim())
+            });
+        }
+        let organization = match &self.organization_role {
+            None => None,
+            Some(name) => {
+                accounts::check_role_name(name)
+                    .map_err(|m| UsageError::new("--organization-role", m))?;
+                for id in &self.exclude_accounts {
+                    accounts::check_account_id(id)
+                        .map_err(|m| UsageError::new("--exclude-account", m))?;
+                }
+                Some(Organization {
+                    role_name: name.clone(),
+                    exclude: self.exclude_accounts.clone(),
+                    external_id: self.external_id.clone(),
+                })
+            }
+        };
+        let others = !roles.is_empty() || organization.is_some();
+        Ok(Accounts {
+            current: accounts::include_current_account(
+                self.include_current_account.then_some(true),
+                others,
+            ),
+            roles,
+            organization,
+        })
+    }
+}
+
+/// Where egress addresses come from, as flags name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SourceArg {
+    NatGateway,
+    ElasticIp,
+}
+
+impl From<SourceArg> for Source {
+    fn from(arg: SourceArg) -> Source {
+        match arg {
+            SourceArg::NatGateway => Source::NatGateway,
+            SourceArg::ElasticIp => Source::ElasticIp,
+        }
     }
 }
 
@@ -147,7 +255,7 @@ impl RegionsArg {
 pub struct PublishArgs {
     #[command(flatten)]
     pub regions: RegionsArg,
-    /// NAT gateway tag to match, KEY=VALUE; values may use * and ? wildcards. Repeat or
+    /// NAT gateway (and Elastic IP) tag to match, KEY=VALUE; values may use * and ? wildcards. Repeat or
     /// comma-separate for several (all must match)
     #[arg(long = "tag", env = "ALLOWLIST_TAGS", value_delimiter = ',', value_parser = parse_tag, value_name = "KEY=VALUE")]
     pub tags: Vec<(String, String)>,
@@ -155,6 +263,19 @@ pub struct PublishArgs {
     /// tag:<key>). Repeat for several; in the environment variable separate them with ';'
     #[arg(long = "filter", env = "ALLOWLIST_FILTERS", value_delimiter = ';', value_parser = parse_filter, value_name = "NAME=V1,V2")]
     pub filters: Vec<Filter>,
+    /// Where egress addresses come from: NAT gateways, and/or Elastic IPs carrying the --tag
+    /// tags (associated or not). Repeat or comma-separate
+    #[arg(
+        long = "source",
+        env = "ALLOWLIST_SOURCES",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "nat-gateway",
+        value_name = "SOURCES"
+    )]
+    pub sources: Vec<SourceArg>,
+    #[command(flatten)]
+    pub accounts: AccountArgs,
     /// S3 bucket to publish to
     #[arg(
         long,
@@ -267,6 +388,8 @@ impl PublishArgs {
                 regions: self.regions.checked()?,
                 tags,
                 filters: self.filters.clone(),
+                sources: self.sources.iter().map(|&s| s.into()).collect(),
+                accounts: self.accounts.accounts()?,
             },
             service: self.service.clone(),
             min_count: self.min_count,
@@ -291,6 +414,8 @@ pub struct SweepArgs {
     pub regions: RegionsArg,
     #[command(flatten)]
     pub timing: SweepTiming,
+    #[command(flatten)]
+    pub accounts: AccountArgs,
     /// List the rules that would be revoked, on stdout, and revoke nothing
     #[arg(long, env = "ALLOWLIST_DRY_RUN")]
     pub dry_run: bool,
@@ -300,6 +425,7 @@ impl SweepArgs {
     pub fn options(&self) -> Result<SweepOptions, UsageError> {
         Ok(SweepOptions {
             regions: self.regions.checked()?,
+            accounts: self.accounts.accounts()?,
             grace: self.timing.grace,
             dry_run: self.dry_run,
         })
@@ -318,10 +444,11 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    /// The sweep half of a cycle: the same regions as the publish half.
+    /// The sweep half of a cycle: the same accounts and regions as the publish half.
     pub fn sweep_options(&self) -> Result<SweepOptions, UsageError> {
         Ok(SweepOptions {
             regions: self.publish.regions.checked()?,
+            accounts: self.publish.accounts.accounts()?,
             grace: self.timing.grace,
             dry_run: false,
         })
@@ -499,6 +626,80 @@ mod tests {
             .options()
             .unwrap_err();
         assert_eq!(err.flag, "--bucket");
+    }
+
+    #[test]
+    fn account_and_source_flags() {
+        const A: &str = "arn:aws:iam::222222222222:role/reader";
+        const B: &str = "arn:aws:iam::333333333333:role/reader";
+        let both = format!("{A},{B}");
+        let options = publish(&["--out", "-", "--assume-role", &both, "--external-id", "x-1"])
+            .options()
+            .unwrap();
+        let accounts = options.query.accounts;
+        assert!(
+            !accounts.current,
+            "other accounts named: the current one only on request"
+        );
+        assert_eq!(accounts.roles.len(), 2);
+        assert_eq!(accounts.roles[1].external_id.as_deref(), Some("x-1"));
+        let with_current = publish(&[
+            "--out",
+            "-",
+            "--assume-role",
+            A,
+            "--include-current-account",
+        ]);
+        assert!(with_current.options().unwrap().query.accounts.current);
+        let plain = publish(&["--out", "-"]).options().unwrap().query;
+        assert_eq!(plain.accounts, Accounts::default());
+        assert_eq!(plain.sources, EgressQuery::default().sources);
+        let eips = publish(&["--out", "-", "--source", "nat-gateway,elastic-ip"]);
+        assert_eq!(eips.options().unwrap().query.sources.len(), 2);
+        let org = publish(&[
+            "--out",
+            "-",
+            "--organization-role",
+            "reader",
+            "--exclude-account",
+            "444444444444",
+        ])
+        .options()
+        .unwrap()
+        .query
+        .accounts;
+        assert_eq!(
+            org.organization.map(|o| o.exclude),
+            Some(vec!["444444444444".to_owned()])
+        );
+        for (args, flag) in [
+            (
+                vec!["--assume-role", "arn:aws:iam::2:role/r"],
+                "--assume-role",
+            ),
+            (
+                vec!["--assume-role", A, "--assume-role", A],
+                "--assume-role",
+            ),
+            (
+                vec!["--assume-role", A, "--external-id", "x"],
+                "--external-id",
+            ),
+            (vec!["--organization-role", "a/b"], "--organization-role"),
+        ] {
+            let mut argv = vec!["--out", "-"];
+            argv.extend(args);
+            assert_eq!(publish(&argv).options().unwrap_err().flag, flag);
+        }
+        refused(&["publish", "--out", "-", "--source", "eip"], "--source");
+        refused(
+            &["publish", "--out", "-", "--exclude-account", "444444444444"],
+            "--organization-role",
+        );
+        let Command::Sweep(sweep) = parse(&["sweep", "--assume-role", A]).unwrap().command else {
+            panic!("not sweep")
+        };
+        assert_eq!(sweep.options().unwrap().accounts.roles.len(), 1);
     }
 
     #[test]

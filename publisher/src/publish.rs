@@ -166,7 +166,7 @@ pub async fn publish_once(
     let ips = match egress::lookup(aws, &options.query).await {
         Ok(ips) => ips,
         Err(LookupError::Regions { asked, failures }) => {
-            let failed: Vec<&str> = failures.iter().map(|f| f.region.as_str()).collect();
+            let failed: Vec<&str> = failures.iter().map(|f| f.error.region.as_str()).collect();
             return Err(match regions::explain(aws, &failed).await {
                 RegionFailure::Unknown(message) => PublishError::Usage {
                     flag: "--regions",
@@ -470,7 +470,7 @@ fn random_suffix() -> String {
 mod tests {
     use super::*;
     use crate::store::FileStore;
-    use allowlist_core::egress::NatGatewayAddress;
+    use allowlist_core::egress::{EgressAddress, Source};
     use async_trait::async_trait;
     use std::collections::HashMap;
     use std::sync::Mutex;
@@ -584,13 +584,17 @@ mod tests {
     fn ips(last_octets: &[u8]) -> EgressIps {
         EgressIps::new(
             vec!["us-east-1".into()],
-            last_octets.iter().map(|o| NatGatewayAddress {
+            vec![],
+            last_octets.iter().map(|o| EgressAddress {
                 public_ip: [198, 18, 0, *o].into(),
                 region: "us-east-1".into(),
-                id: format!("nat-{o}"),
-                vpc_id: "vpc-1".into(),
-                subnet_id: "subnet-1".into(),
-                allocation_id: format!("eipalloc-{o}"),
+                account_id: "123456789012".into(),
+                source: Source::NatGateway,
+                resource_id: format!("nat-{o}"),
+                vpc_id: Some("vpc-1".into()),
+                subnet_id: Some("subnet-1".into()),
+                allocation_id: Some(format!("eipalloc-{o}")),
+                associated: true,
             }),
         )
     }

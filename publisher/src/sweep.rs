@@ -1,12 +1,15 @@
-//! `sweep`: revoke our expired temporary-ingress rules in every region asked, concurrently.
+//! `sweep`: revoke our expired temporary-ingress rules in every account and region asked,
+//! concurrently.
 //!
-//! Unlike `publish`, a failing region does not stop the others: closing expired access wherever
-//! we can is always better than closing it nowhere. The run still ends in an error naming the
-//! regions and groups that failed.
+//! Unlike `publish`, a failing account or region does not stop the others: closing expired
+//! access wherever we can is always better than closing it nowhere. The run still ends in an
+//! error naming the accounts, regions and groups that failed.
 
+use allowlist_core::accounts::Accounts;
 use allowlist_core::clock::Clock;
 use allowlist_core::egress::{resolve_regions, LookupError};
 use allowlist_core::error::AwsError;
+use allowlist_core::estate::{self, Failure};
 use allowlist_core::ingress::Rule;
 use allowlist_core::region::{self as regions, RegionFailure};
 use allowlist_core::sweep::{sweep_region, RegionSweep};
@@ -18,6 +21,8 @@ use std::time::{Duration, SystemTime};
 pub struct SweepOptions {
     /// Region names, or `["all"]`.
     pub regions: Vec<String>,
+    /// The accounts to sweep.
+    pub accounts: Accounts,
     /// Only rules expired for longer than this are revoked (a margin for clock skew).
     pub grace: Duration,
     /// List only; revoke nothing.
@@ -30,10 +35,10 @@ pub struct SweepReport {
     /// Rules expiring at or before this instant were candidates.
     pub cutoff: SystemTime,
     pub dry_run: bool,
-    /// Every region that could be listed, sorted.
+    /// Every account × region that could be listed, sorted.
     pub regions: Vec<RegionSweep>,
-    /// Regions whose rules could not be listed.
-    pub failed_regions: Vec<AwsError>,
+    /// Accounts that could not be reached and regions whose rules could not be listed.
+    pub failed_regions: Vec<Failure>,
     /// Set when some failed regions do not exist at all (a usage error).
     pub unknown_regions: Option<String>,
 }
@@ -78,7 +83,10 @@ impl SweepReport {
             .collect();
         for region in &self.regions {
             for failure in &region.failures {
-                lines.push(format!("{}: {}", failure.group_id, failure.error));
+                lines.push(format!(
+                    "{}{}: {}",
+                    region.account, failure.group_id, failure.error
+                ));
             }
         }
         lines
@@ -103,67 +111,101 @@ impl SweepError {
     }
 }
 
-/// Sweeps every region in `options` concurrently: the whole `sweep` command.
+/// Sweeps every account × region in `options` concurrently: the whole `sweep` command.
 pub async fn sweep_once(
     aws: &Aws,
     clock: &dyn Clock,
     options: &SweepOptions,
 ) -> Result<SweepReport, SweepError> {
-    let names = resolve_regions(aws, &options.regions)
-        .await
-        .map_err(|err| match err {
-            LookupError::ListRegions(e) => SweepError::ListRegions(e),
-            other => SweepError::Usage {
+    // Region names are checked before any account is reached.
+    let requested =
+        allowlist_core::egress::check_requested_regions(&options.regions).map_err(|err| {
+            SweepError::Usage {
                 flag: "--regions",
-                message: other.to_string(),
-            },
+                message: err.to_string(),
+            }
         })?;
+    let (reached, mut failed) = estate::reach(aws, &options.accounts).await;
+    let listed = futures::future::join_all(
+        reached
+            .iter()
+            .map(|account| resolve_regions(account.aws.get(), &requested)),
+    )
+    .await;
+    let mut work = Vec::new();
+    for (n, (account, listed)) in reached.iter().zip(listed).enumerate() {
+        match listed {
+            Ok(names) => work.extend(names.into_iter().map(|r| (n, r))),
+            // One account's region list failing is that account's failure; with one account it
+            // is the sweep's, as before.
+            Err(LookupError::ListRegions(e)) if reached.len() > 1 => failed.push(Failure {
+                account: account.account.clone(),
+                error: e,
+            }),
+            Err(LookupError::ListRegions(e)) => return Err(SweepError::ListRegions(e)),
+            Err(other) => {
+                return Err(SweepError::Usage {
+                    flag: "--regions",
+                    message: other.to_string(),
+                })
+            }
+        }
+    }
     let cutoff = clock
         .now()
         .checked_sub(options.grace)
         .unwrap_or(SystemTime::UNIX_EPOCH);
-    let results = futures::future::join_all(
-        names
-            .iter()
-            .map(|region| sweep_region(aws, region, cutoff, options.dry_run)),
-    )
+    let reached = &reached;
+    let results = futures::future::join_all(work.iter().map(|(n, region)| async move {
+        let account = &reached[*n];
+        let result = sweep_region(account.aws.get(), region, cutoff, options.dry_run).await;
+        (account, result)
+    }))
     .await;
     let mut report = SweepReport {
         cutoff,
         dry_run: options.dry_run,
         regions: Vec::new(),
-        failed_regions: Vec::new(),
+        failed_regions: failed,
         unknown_regions: None,
     };
-    for result in results {
+    for (account, result) in results {
         match result {
-            Ok(region) => {
+            Ok(mut region) => {
+                region.account = account.account.clone();
+                let who = region.account.id.as_deref().unwrap_or("-");
                 for rule in &region.malformed {
-                    tracing::warn!(region = %region.region, group = %rule.group_id, rule = %rule.id, expires_at = rule.tags.get(allowlist_core::ingress::tags::EXPIRES_AT).map(String::as_str).unwrap_or("(missing)"), "a rule tagged allowlist:managed-by has no valid allowlist:expires-at; leaving it alone");
+                    tracing::warn!(account = who, region = %region.region, group = %rule.group_id, rule = %rule.id, expires_at = rule.tags.get(allowlist_core::ingress::tags::EXPIRES_AT).map(String::as_str).unwrap_or("(missing)"), "a rule tagged allowlist:managed-by has no valid allowlist:expires-at; leaving it alone");
                 }
                 if !options.dry_run && !region.revoked.is_empty() {
-                    tracing::info!(region = %region.region, rules = region.revoked.len(), groups = region.groups(), "revoked expired rules");
+                    tracing::info!(account = who, region = %region.region, rules = region.revoked.len(), groups = region.groups(), "revoked expired rules");
                 }
                 for rule in &region.revoked {
-                    tracing::debug!(region = %region.region, group = %rule.group_id, rule = %rule.id, grant = rule.grant_id().unwrap_or("?"), "revoked");
+                    tracing::debug!(account = who, region = %region.region, group = %rule.group_id, rule = %rule.id, grant = rule.grant_id().unwrap_or("?"), "revoked");
                 }
                 report.regions.push(region);
             }
             // Logged with the summary (report::swept), once.
-            Err(err) => report.failed_regions.push(err),
+            Err(error) => report.failed_regions.push(Failure {
+                account: account.account.clone(),
+                error,
+            }),
         }
     }
-    report.regions.sort_by(|a, b| a.region.cmp(&b.region));
+    report
+        .regions
+        .sort_by(|a, b| (&a.account, &a.region).cmp(&(&b.account, &b.region)));
     report
         .failed_regions
-        .sort_by(|a, b| a.region.cmp(&b.region));
-    if !report.failed_regions.is_empty() {
-        let failed: Vec<&str> = report
-            .failed_regions
-            .iter()
-            .map(|e| e.region.as_str())
-            .collect();
-        if let RegionFailure::Unknown(message) = regions::explain(aws, &failed).await {
+        .sort_by(|a, b| (&a.account, &a.error.region).cmp(&(&b.account, &b.error.region)));
+    let region_failures: Vec<&str> = report
+        .failed_regions
+        .iter()
+        .filter(|f| f.error.operation != "AssumeRole" && f.error.operation != "GetCallerIdentity")
+        .map(|f| f.error.region.as_str())
+        .collect();
+    if !region_failures.is_empty() {
+        if let RegionFailure::Unknown(message) = regions::explain(aws, &region_failures).await {
             report.unknown_regions = Some(message);
         }
     }

@@ -307,6 +307,62 @@ def test_request_to_disabled_region_is_auth_failure(emulator: Emulator, kind: st
     assert region in err.response["Error"]["Message"]
 
 
+
+# ---- Regional NAT gateways, Elastic IPs, other accounts ---------------------
+
+
+def test_regional_nat_gateway_has_no_subnet_and_zoned_addresses(emulator: Emulator) -> None:
+    ips = ["198.51.100.21", "198.51.100.22"]
+    gateway_id = emulator.seed.regional_nat_gateway(REGION, {"Name": "regional-proxy"}, ips=ips)
+    zonal_id = emulator.seed.nat_gateway(REGION, {"Name": "zonal-proxy"}, ips=["198.51.100.23"])
+    client = ec2(emulator)
+    (gateway,) = client.describe_nat_gateways(NatGatewayIds=[gateway_id])["NatGateways"]
+    assert gateway["AvailabilityMode"] == "regional"
+    assert "SubnetId" not in gateway
+    assert gateway["VpcId"].startswith("vpc-")
+    assert gateway["State"] == "available"
+    addresses = gateway["NatGatewayAddresses"]
+    assert [a["PublicIp"] for a in addresses] == ips
+    assert [a["AvailabilityZone"] for a in addresses] == [REGION + "a", REGION + "b"]
+    assert [a["IsPrimary"] for a in addresses] == [True, False]
+    (zonal,) = client.describe_nat_gateways(NatGatewayIds=[zonal_id])["NatGateways"]
+    assert zonal["AvailabilityMode"] == "zonal" and zonal["SubnetId"].startswith("subnet-")
+    # Tag filters see it like any other gateway; its EIPs show as associated.
+    assert nat_ids(client, Filters=[{"Name": "tag:Name", "Values": ["regional-*"]}]) == {gateway_id}
+    eips = client.describe_addresses(PublicIps=ips)["Addresses"]
+    assert all(e.get("AssociationId", "").startswith("eipassoc-") for e in eips)
+
+
+def test_elastic_ips_tag_filters_and_association(emulator: Emulator) -> None:
+    seed = emulator.seed
+    loose = seed.elastic_ip(REGION, {"Name": "proxy-spare"}, ip="198.51.100.31")
+    bound = seed.elastic_ip(REGION, {"Name": "proxy-live"}, ip="198.51.100.32", associate=True)
+    seed.elastic_ip(REGION, {"Name": "database"}, ip="198.51.100.33")
+    found = ec2(emulator).describe_addresses(Filters=[{"Name": "tag:Name", "Values": ["proxy-*"]}])
+    by_id = {a["AllocationId"]: a for a in found["Addresses"]}
+    assert set(by_id) == {loose, bound}
+    assert "AssociationId" not in by_id[loose]
+    assert by_id[bound]["AssociationId"].startswith("eipassoc-")
+    assert by_id[bound]["NetworkInterfaceId"].startswith("eni-")
+
+
+def test_other_accounts_are_reached_through_assume_role(emulator: Emulator) -> None:
+    other = emulator.seed.in_account("222222222222")
+    theirs = other.nat_gateway(REGION, {"Name": "proxy"}, ips=["198.51.100.41"])
+    ours = emulator.seed.nat_gateway(REGION, {"Name": "proxy"}, ips=["198.51.100.42"])
+    assert nat_ids(ec2(emulator)) == {ours}
+    assert nat_ids(other.ec2(REGION)) == {theirs}
+    # Faults and counters can be scoped to the account a request acts in.
+    emulator.clear_requests()
+    emulator.set_faults([{"account": "222222222222", "action": "DescribeNatGateways", "mode": "error",
+                          "status": 403, "code": "UnauthorizedOperation"}])
+    assert nat_ids(ec2(emulator)) == {ours}
+    err = error_of(other.ec2(REGION).describe_nat_gateways)
+    assert err.response["Error"]["Code"] == "UnauthorizedOperation"
+    assert emulator.count(action="DescribeNatGateways", account="222222222222") >= 1
+    assert emulator.count(action="DescribeNatGateways", account="123456789012") == 1
+
+
 # ---- Fault injection ----------------------------------------------------------
 
 

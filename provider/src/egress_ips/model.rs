@@ -5,15 +5,21 @@
 use crate::tfplugin::value::FromValue;
 use crate::tfplugin::{AttributePath, Diagnostic, Diagnostics, Tri, Value};
 use crate::validators;
-use allowlist_core::egress::{check_filter_name, EgressIps, EgressQuery, Filter, FilterProblem};
+use allowlist_core::accounts::{self, Accounts, AssumeRole, Organization};
+use allowlist_core::egress::{
+    check_filter_name, EgressAddress, EgressIps, EgressQuery, Filter, FilterProblem, Source,
+};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Attribute names of `allowlist_egress_ips`.
 pub mod attr {
     pub const REGIONS: &str = "regions";
     pub const TAGS: &str = "tags";
     pub const MIN_COUNT: &str = "min_count";
+    pub const SOURCES: &str = "sources";
+    pub const INCLUDE_CURRENT_ACCOUNT: &str = "include_current_account";
+    pub const ADDRESSES: &str = "addresses";
     pub const CIDRS: &str = "cidrs";
     pub const PUBLIC_IPS: &str = "public_ips";
     pub const NAT_GATEWAYS: &str = "nat_gateways";
@@ -21,6 +27,37 @@ pub mod attr {
     pub const ID: &str = "id";
     /// The `filter` block type.
     pub const FILTER: &str = "filter";
+    /// The `account` block type.
+    pub const ACCOUNT: &str = "account";
+    /// The `organization` block type.
+    pub const ORGANIZATION: &str = "organization";
+
+    /// Attributes of an `account` block.
+    pub mod account {
+        pub const ROLE_ARN: &str = "role_arn";
+        pub const EXTERNAL_ID: &str = "external_id";
+    }
+
+    /// Attributes of the `organization` block.
+    pub mod organization {
+        pub const ROLE_NAME: &str = "role_name";
+        pub const EXCLUDE: &str = "exclude";
+        pub const EXTERNAL_ID: &str = "external_id";
+    }
+
+    /// Attributes of an `addresses` element.
+    pub mod address {
+        pub const PUBLIC_IP: &str = "public_ip";
+        pub const CIDR: &str = "cidr";
+        pub const SOURCE: &str = "source";
+        pub const RESOURCE_ID: &str = "resource_id";
+        pub const ACCOUNT_ID: &str = "account_id";
+        pub const REGION: &str = "region";
+        pub const VPC_ID: &str = "vpc_id";
+        pub const SUBNET_ID: &str = "subnet_id";
+        pub const ALLOCATION_ID: &str = "allocation_id";
+        pub const ASSOCIATED: &str = "associated";
+    }
 
     /// Attributes of a `filter` block.
     pub mod filter {
@@ -51,23 +88,48 @@ pub fn state(config: &Value, query: &EgressQuery, found: &EgressIps) -> Option<V
         attr::PUBLIC_IPS.into(),
         Value::strings(found.public_ips().iter().map(ToString::to_string)),
     );
-    let gateways = found.addresses.iter().map(|a| {
+    let gateways = found.nat_gateways().map(|a| {
         Value::object([
-            (ng::ID, Value::string(&a.id)),
+            (ng::ID, Value::string(&a.resource_id)),
             (ng::REGION, Value::string(&a.region)),
-            (ng::VPC_ID, Value::string(&a.vpc_id)),
-            (ng::SUBNET_ID, Value::string(&a.subnet_id)),
+            (ng::VPC_ID, optional(&a.vpc_id)),
+            (ng::SUBNET_ID, optional(&a.subnet_id)),
             (ng::PUBLIC_IP, Value::string(a.public_ip.to_string())),
-            (ng::ALLOCATION_ID, Value::string(&a.allocation_id)),
+            (ng::ALLOCATION_ID, optional(&a.allocation_id)),
         ])
     });
     map.insert(attr::NAT_GATEWAYS.into(), Value::List(gateways.collect()));
+    map.insert(
+        attr::ADDRESSES.into(),
+        Value::List(found.addresses.iter().map(address).collect()),
+    );
     map.insert(attr::SYNC_TOKEN.into(), Value::string(found.sync_token()));
     map.insert(
         attr::ID.into(),
         Value::string(query_id(&found.regions, query)),
     );
     Some(state)
+}
+
+/// One element of `addresses`.
+fn address(a: &EgressAddress) -> Value {
+    use attr::address as ad;
+    Value::object([
+        (ad::PUBLIC_IP, Value::string(a.public_ip.to_string())),
+        (ad::CIDR, Value::string(format!("{}/32", a.public_ip))),
+        (ad::SOURCE, Value::string(a.source.name())),
+        (ad::RESOURCE_ID, Value::string(&a.resource_id)),
+        (ad::ACCOUNT_ID, Value::string(&a.account_id)),
+        (ad::REGION, Value::string(&a.region)),
+        (ad::VPC_ID, optional(&a.vpc_id)),
+        (ad::SUBNET_ID, optional(&a.subnet_id)),
+        (ad::ALLOCATION_ID, optional(&a.allocation_id)),
+        (ad::ASSOCIATED, Value::Bool(a.associated)),
+    ])
+}
+
+fn optional(value: &Option<String>) -> Value {
+    value.as_ref().map_or(Value::Null, Value::string)
 }
 
 /// The data source's arguments, checked.
@@ -91,6 +153,8 @@ impl Query {
             regions: r.regions(),
             tags: r.tags(),
             filters: r.filters(),
+            sources: r.sources(),
+            accounts: r.accounts(),
         };
         let min_count = r.min_count();
         let query = Query {
@@ -239,6 +303,215 @@ impl Reader<'_> {
         filters
     }
 
+    /// `sources`: known names, at least one; default NAT gateways only.
+    fn sources(&mut self) -> BTreeSet<Source> {
+        let path = AttributePath::of(attr::SOURCES);
+        let default = EgressQuery::default().sources;
+        let list = match self.get::<Vec<Tri<String>>>(attr::SOURCES) {
+            Some(Tri::Known(list)) => list,
+            Some(tri) => {
+                self.unknown_if(tri.is_unknown());
+                return default;
+            }
+            None => return default,
+        };
+        if list.is_empty() {
+            self.diags.push(
+                Diagnostic::error(
+                    "No Sources",
+                    "sources is empty; omit it for NAT gateways only, or name nat_gateway and/or elastic_ip.",
+                )
+                .at(path.clone()),
+            );
+        }
+        let mut sources = BTreeSet::new();
+        for (i, name) in list.into_iter().enumerate() {
+            match name {
+                Tri::Known(name) => match Source::from_name(&name) {
+                    Ok(source) => {
+                        sources.insert(source);
+                    }
+                    Err(msg) => self
+                        .diags
+                        .push(Diagnostic::error("Invalid Source", msg).at(path.index(i))),
+                },
+                Tri::Unknown => self.unknown_if(true),
+                Tri::Null => self.diags.push(
+                    Diagnostic::error("Invalid Source", "A source cannot be null.")
+                        .at(path.index(i)),
+                ),
+            }
+        }
+        if sources.is_empty() {
+            return default;
+        }
+        sources
+    }
+
+    /// A string attribute of a nested block; None (and not fully known) when unknown.
+    fn block_string(&mut self, block: &Value, path: &AttributePath, name: &str) -> Option<String> {
+        match self.diags.take(block.get::<String>(path, name))? {
+            Tri::Known(v) => Some(v),
+            Tri::Null => None,
+            Tri::Unknown => {
+                self.unknown_if(true);
+                None
+            }
+        }
+    }
+
+    /// The blocks of type `name` (an unknown list makes the query not fully known).
+    fn blocks(&mut self, name: &str) -> Vec<Value> {
+        match self.config.attr(name) {
+            Value::List(blocks) => blocks.clone(),
+            other => {
+                self.unknown_if(other.is_unknown());
+                Vec::new()
+            }
+        }
+    }
+
+    /// An optional external id at `path`, checked.
+    fn external_id(&mut self, block: &Value, path: &AttributePath, name: &str) -> Option<String> {
+        let id = self.block_string(block, path, name)?;
+        if let Err(msg) = accounts::check_external_id(&id) {
+            self.diags
+                .push(Diagnostic::error("Invalid External ID", msg).at(path.attr(name)));
+        }
+        Some(id)
+    }
+
+    /// `account` blocks: role ARNs checked, one block per account.
+    fn roles(&mut self) -> Vec<AssumeRole> {
+        use attr::account as a;
+        let mut roles = Vec::new();
+        let mut first_at: HashMap<String, usize> = HashMap::new();
+        for (i, block) in self.blocks(attr::ACCOUNT).iter().enumerate() {
+            let path = AttributePath::of(attr::ACCOUNT).index(i);
+            let external_id = self.external_id(block, &path, a::EXTERNAL_ID);
+            let Some(arn) = self.block_string(block, &path, a::ROLE_ARN) else {
+                continue;
+            };
+            let at = path.attr(a::ROLE_ARN);
+            match accounts::check_role_arn(&arn) {
+                Err(msg) => self
+                    .diags
+                    .push(Diagnostic::error("Invalid Role ARN", msg).at(at)),
+                Ok(account) => {
+                    if let Some(first) = first_at.insert(account.to_owned(), i) {
+                        self.diags.push(
+                            Diagnostic::error(
+                                "Duplicate Account",
+                                format!(
+                                    "Account {account} is already listed by account block {first};                                      give each account once."
+                                ),
+                            )
+                            .at(at),
+                        );
+                    }
+                }
+            }
+            roles.push(AssumeRole {
+                external_id,
+                ..AssumeRole::new(arn)
+            });
+        }
+        roles
+    }
+
+    /// The `organization` block: at most one, a role name, 12-digit excluded ids.
+    fn organization(&mut self) -> Option<Organization> {
+        use attr::organization as o;
+        let blocks = self.blocks(attr::ORGANIZATION);
+        for i in 1..blocks.len() {
+            self.diags.push(
+                Diagnostic::error(
+                    "Too Many organization Blocks",
+                    "Give at most one organization block.",
+                )
+                .at(AttributePath::of(attr::ORGANIZATION).index(i)),
+            );
+        }
+        let block = blocks.first()?;
+        let path = AttributePath::of(attr::ORGANIZATION).index(0);
+        let external_id = self.external_id(block, &path, o::EXTERNAL_ID);
+        let role_name = self.block_string(block, &path, o::ROLE_NAME);
+        if let Some(Err(msg)) = role_name.as_deref().map(accounts::check_role_name) {
+            self.diags
+                .push(Diagnostic::error("Invalid Role Name", msg).at(path.attr(o::ROLE_NAME)));
+        }
+        let mut exclude = Vec::new();
+        match self
+            .diags
+            .take(block.get::<Vec<Tri<String>>>(&path, o::EXCLUDE))
+        {
+            Some(Tri::Known(ids)) => {
+                for (i, id) in ids.into_iter().enumerate() {
+                    match id {
+                        Tri::Known(id) => {
+                            if let Err(msg) = accounts::check_account_id(&id) {
+                                let at = path.attr(o::EXCLUDE).index(i);
+                                self.diags
+                                    .push(Diagnostic::error("Invalid Account ID", msg).at(at));
+                            }
+                            exclude.push(id);
+                        }
+                        Tri::Unknown => self.unknown_if(true),
+                        Tri::Null => {}
+                    }
+                }
+            }
+            Some(Tri::Unknown) => self.unknown_if(true),
+            _ => {}
+        }
+        Some(Organization {
+            role_name: role_name.unwrap_or_default(),
+            exclude,
+            external_id,
+        })
+    }
+
+    /// The accounts: `account` blocks or the `organization` (not both), and whether the current
+    /// account is included (`include_current_account`, default: only when alone).
+    fn accounts(&mut self) -> Accounts {
+        let roles = self.roles();
+        let organization = self.organization();
+        let account_blocks =
+            matches!(self.config.attr(attr::ACCOUNT), Value::List(b) if !b.is_empty());
+        if account_blocks && organization.is_some() {
+            self.diags.push(
+                Diagnostic::error(
+                    "Conflicting Account Selection",
+                    "Give either account blocks or an organization block, not both: the organization                      already reaches every ACTIVE account (use exclude to leave some out).",
+                )
+                .at(AttributePath::of(attr::ORGANIZATION).index(0)),
+            );
+        }
+        let others = account_blocks || organization.is_some();
+        let include = match self.get::<bool>(attr::INCLUDE_CURRENT_ACCOUNT) {
+            Some(Tri::Known(b)) => Some(b),
+            Some(Tri::Unknown) => {
+                self.unknown_if(true);
+                None
+            }
+            _ => None,
+        };
+        if include == Some(false) && !others && !self.config.attr(attr::ACCOUNT).is_unknown() {
+            self.diags.push(
+                Diagnostic::error(
+                    "No Account to Look In",
+                    "include_current_account = false leaves no account: add account blocks or an                      organization block, or drop include_current_account.",
+                )
+                .at(AttributePath::of(attr::INCLUDE_CURRENT_ACCOUNT)),
+            );
+        }
+        Accounts {
+            current: accounts::include_current_account(include, others),
+            roles,
+            organization,
+        }
+    }
+
     /// `min_count`: not negative.
     fn min_count(&mut self) -> Option<i64> {
         match self.get::<i64>(attr::MIN_COUNT) {
@@ -271,6 +544,24 @@ pub fn query_id(regions: &[String], query: &EgressQuery) -> String {
     }
     for f in &query.filters {
         hash.update(format!("filter={}={:?}\n", f.name, f.values));
+    }
+    // Only what differs from the defaults, so ids of queries older than sources and accounts stay.
+    if query.sources != EgressQuery::default().sources {
+        for source in &query.sources {
+            hash.update(format!("source={source}\n"));
+        }
+    }
+    if query.accounts != Accounts::default() {
+        hash.update(format!("current={}\n", query.accounts.current));
+        for role in &query.accounts.roles {
+            hash.update(format!("role={}\n", role.role_arn));
+        }
+        if let Some(org) = &query.accounts.organization {
+            hash.update(format!(
+                "organization={}={:?}\n",
+                org.role_name, org.exclude
+            ));
+        }
     }
     hex::encode(&hash.finalize()[..8])
 }
@@ -391,13 +682,110 @@ mod tests {
     #[test]
     fn query_id_depends_on_the_query_only() {
         let q = EgressQuery {
-            regions: vec![],
             tags: BTreeMap::from([("Name".into(), "*proxy*".into())]),
-            filters: vec![],
+            ..EgressQuery::default()
         };
         let a = query_id(&["us-west-2".into()], &q);
         assert_eq!(a, query_id(&["us-west-2".into()], &q.clone()));
         assert_ne!(a, query_id(&["eu-central-1".into()], &q));
         assert_eq!(a.len(), 16);
+        // The id of a query without sources or accounts is what it was before they existed.
+        assert_eq!(a, "91fd45df96b87e13");
+        let eips = EgressQuery {
+            sources: BTreeSet::from([Source::NatGateway, Source::ElasticIp]),
+            ..q.clone()
+        };
+        assert_ne!(a, query_id(&["us-west-2".into()], &eips));
+        let other_account = EgressQuery {
+            accounts: Accounts {
+                current: false,
+                roles: vec![AssumeRole::new("arn:aws:iam::222222222222:role/r")],
+                organization: None,
+            },
+            ..q
+        };
+        assert_ne!(a, query_id(&["us-west-2".into()], &other_account));
+    }
+
+    fn account(role_arn: &str) -> Value {
+        Value::object([
+            ("role_arn", Value::string(role_arn)),
+            ("external_id", Value::Null),
+        ])
+    }
+
+    #[test]
+    fn accounts_default_and_combine() {
+        // No account named: the current account alone, NAT gateways alone.
+        let (q, diags) = Query::read(&config(&[]));
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(q.inner.accounts, Accounts::default());
+        assert_eq!(q.inner.sources, BTreeSet::from([Source::NatGateway]));
+        // Account blocks: the current account only when asked for.
+        let two = Value::List(vec![
+            account("arn:aws:iam::222222222222:role/reader"),
+            account("arn:aws:iam::333333333333:role/reader"),
+        ]);
+        let (q, diags) = Query::read(&config(&[
+            ("account", two.clone()),
+            ("sources", Value::strings(["elastic_ip", "nat_gateway"])),
+        ]));
+        assert!(diags.is_empty(), "{diags:?}");
+        assert!(!q.inner.accounts.current);
+        assert_eq!(q.inner.accounts.roles.len(), 2);
+        assert_eq!(q.inner.sources.len(), 2);
+        let (q, _) = Query::read(&config(&[
+            ("account", two),
+            ("include_current_account", Value::Bool(true)),
+        ]));
+        assert!(q.inner.accounts.current);
+        let org = Value::List(vec![Value::object([
+            ("role_name", Value::string("reader")),
+            ("exclude", Value::strings(["444444444444"])),
+            ("external_id", Value::Null),
+        ])]);
+        let (q, diags) = Query::read(&config(&[("organization", org)]));
+        assert!(diags.is_empty(), "{diags:?}");
+        assert!(!q.inner.accounts.current);
+        let org = q.inner.accounts.organization.expect("organization");
+        assert_eq!(
+            (org.role_name.as_str(), org.exclude),
+            ("reader", vec!["444444444444".to_owned()])
+        );
+    }
+
+    #[test]
+    fn bad_accounts_and_sources_point_at_the_attribute() {
+        let accounts = Value::List(vec![
+            account("arn:aws:iam::222222222222:user/alice"),
+            account("arn:aws:iam::333333333333:role/a"),
+            account("arn:aws:iam::333333333333:role/b"),
+        ]);
+        let org = Value::List(vec![Value::object([
+            ("role_name", Value::string("bad/name")),
+            ("exclude", Value::strings(["444444444444", "44"])),
+            ("external_id", Value::string("x")),
+        ])]);
+        let (_, diags) = Query::read(&config(&[
+            ("sources", Value::strings(["nat_gateway", "nat-gateway"])),
+            ("account", accounts),
+            ("organization", org),
+        ]));
+        assert_eq!(
+            diags.paths(),
+            vec![
+                "sources[1]",
+                "account[0].role_arn",
+                "account[2].role_arn",
+                "organization[0].external_id",
+                "organization[0].role_name",
+                "organization[0].exclude[1]",
+                "organization[0]",
+            ]
+        );
+        let (_, diags) = Query::read(&config(&[("include_current_account", Value::Bool(false))]));
+        assert_eq!(diags.paths(), vec!["include_current_account"]);
+        let (_, diags) = Query::read(&config(&[("sources", Value::List(vec![]))]));
+        assert_eq!(diags.paths(), vec!["sources"]);
     }
 }
