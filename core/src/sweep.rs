@@ -29,6 +29,9 @@ pub struct RegionSweep {
     pub malformed: Vec<Rule>,
     /// Groups whose revoke call failed; their rules stay in `expired` only.
     pub failures: Vec<GroupFailure>,
+    /// The earliest expiry among our rules still live at the cutoff: when this region next has
+    /// something to revoke (None when no rule of ours is waiting to expire).
+    pub next_expiry: Option<SystemTime>,
 }
 
 /// A security group whose expired rules could not be revoked.
@@ -47,6 +50,11 @@ impl RegionSweep {
     }
 }
 
+/// The earliest `allowlist:expires-at` among `rules` (those without one are ignored).
+pub fn next_expiry(rules: &[Rule]) -> Option<SystemTime> {
+    rules.iter().filter_map(Rule::expires_at).min()
+}
+
 /// Finds our rules in `region` that expired at or before `cutoff` and, unless `dry_run`, revokes
 /// them: one RevokeSecurityGroupIngress per group, a few groups at a time. A failing group does
 /// not stop the others; listing the rules failing fails the region.
@@ -60,19 +68,24 @@ pub async fn sweep_region(
         .await?
         .into_iter()
         .partition(|r| r.expires_at().is_some());
+    let (expired, live): (Vec<Rule>, Vec<Rule>) = dated
+        .into_iter()
+        .partition(|r| r.expires_at().is_some_and(|t| t <= cutoff));
     let mut sweep = RegionSweep {
         region: region.to_owned(),
-        expired: dated
-            .into_iter()
-            .filter(|r| r.expires_at().is_some_and(|t| t <= cutoff))
-            .collect(),
+        expired,
         malformed,
+        next_expiry: next_expiry(&live),
         ..RegionSweep::default()
     };
     tracing::debug!(
         region,
         expired = sweep.expired.len(),
         malformed = sweep.malformed.len(),
+        next_expiry = sweep
+            .next_expiry
+            .map(crate::clock::format_instant)
+            .as_deref(),
         "listed our rules"
     );
     if dry_run || sweep.expired.is_empty() {
@@ -99,4 +112,50 @@ pub async fn sweep_region(
     sweep.revoked.sort();
     sweep.failures.sort_by(|a, b| a.group_id.cmp(&b.group_id));
     Ok(sweep)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_expiry;
+    use crate::clock::{format_instant, parse_instant};
+    use crate::ingress::{tags, PortRange, Rule};
+    use std::collections::BTreeMap;
+
+    fn rule(id: &str, expires_at: Option<&str>) -> Rule {
+        let mut tags = BTreeMap::from([(
+            tags::MANAGED_BY.to_owned(),
+            tags::MANAGED_BY_VALUE.to_owned(),
+        )]);
+        if let Some(t) = expires_at {
+            tags.insert(tags::EXPIRES_AT.to_owned(), t.to_owned());
+        }
+        Rule {
+            group_id: "sg-1".into(),
+            id: id.into(),
+            protocol: "tcp".into(),
+            ports: PortRange::single(22),
+            cidr: None,
+            description: None,
+            tags,
+        }
+    }
+
+    #[test]
+    fn next_expiry_is_the_earliest_readable_one() {
+        let rules = [
+            rule("sgr-1", Some("2026-12-02T12:00:30Z")),
+            rule("sgr-2", Some("2026-12-02T12:00:20Z")),
+            rule("sgr-3", Some("not a time")),
+            rule("sgr-4", None),
+            rule("sgr-5", Some("2026-12-02T13:00:00Z")),
+        ];
+        let next = next_expiry(&rules).expect("an expiry");
+        assert_eq!(format_instant(next), "2026-12-02T12:00:20Z");
+        assert_eq!(next_expiry(&rules[2..4]), None);
+        assert_eq!(next_expiry(&[]), None);
+        assert_eq!(
+            next_expiry(&rules[4..]),
+            parse_instant("2026-12-02T13:00:00Z")
+        );
+    }
 }

@@ -69,6 +69,12 @@ impl SweepReport {
         self.regions.iter().map(RegionSweep::groups).sum()
     }
 
+    /// The earliest expiry among our rules still live at the cutoff, over every region listed
+    /// (regions that could not be listed are unknown: the next scheduled sweep retries them).
+    pub fn next_expiry(&self) -> Option<SystemTime> {
+        self.regions.iter().filter_map(|r| r.next_expiry).min()
+    }
+
     /// Failed regions plus failed groups.
     pub fn failure_count(&self) -> usize {
         self.failed_regions.len() + self.regions.iter().map(|r| r.failures.len()).sum::<usize>()

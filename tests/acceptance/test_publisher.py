@@ -21,6 +21,7 @@ import calendar
 import hashlib
 import ipaddress
 import json
+import math
 import re
 import signal
 import socket
@@ -902,6 +903,48 @@ def test_run_survives_a_failed_cycle(publisher, emulator):
 
     # SIGINT: a clean exit too.
     process.signal(signal.SIGINT)
+    assert process.wait(timeout=10).rc == 0
+
+
+def test_run_revokes_a_grant_within_seconds_of_its_expiry(publisher, emulator):
+    """A 20-second grant under `run --every 5m`: the first cycle sees it live and wakes at its
+    expiry; the rule is gone within 5 s of it, by a sweep without a publish, long before the
+    next cycle."""
+    seed = emulator.seed
+    seed.bucket(BUCKET)
+    seed.nat_gateway(HOME, {"Name": "egress"}, ips=["198.18.0.1"])
+    group = seed.security_group(HOME, "bastion")
+    # Tags hold whole seconds: the grant expires on the second 20 s from now.
+    expires_at = datetime.fromtimestamp(math.ceil(time.time()) + 20, timezone.utc)
+    rule = seed.managed_rule(HOME, group, "198.51.100.1/32", 22, expires_at)
+    process = publisher.start("run", "--every", "5m", "--regions", HOME, "--tag", TAG, "--bucket", BUCKET,
+                              "--log-level", "debug")
+
+    # The first cycle publishes, sweeps nothing, and schedules a wake-up for the expiry.
+    wait_until("the first sweep summary", lambda: summaries(process.stderr(), "sweep"), timeout=30, process=process)
+    first = summaries(process.stderr(), "sweep")[0]
+    assert (first["expired"], first["revoked"]) == ("0", "0"), first
+    assert "waking for it" in process.stderr()
+    assert rule in rule_ids_of_group(emulator, HOME, group)
+
+    # The rule goes within 5 s of its expiry (bounded wait; polled every 0.1 s).
+    wait_until("the rule revoked", lambda: rule not in rule_ids_of_group(emulator, HOME, group),
+               timeout=max(0.0, expires_at.timestamp() - time.time()) + 15, process=process)
+    delay = time.time() - expires_at.timestamp()
+    print(f"revoked {delay:.2f} s after its expiry (run --every 5m)")
+    assert delay <= 5.0, f"revoked {delay:.1f} s after its expiry"
+
+    # By a wake-up: a second sweep, no second publish; then nothing more to wake for (no loop).
+    wait_until("the wake-up's sweep summary", lambda: len(summaries(process.stderr(), "sweep")) >= 2,
+               timeout=10, process=process)
+    time.sleep(2.5)
+    err = process.stderr()
+    sweeps = summaries(err, "sweep")
+    assert [(s["expired"], s["revoked"], s["cycle"]) for s in sweeps] == [("0", "0", "1"), ("1", "1", "1")], err
+    assert len(summaries(err, "publish")) == 1, err
+    assert err.count("woke for an expiry") == 1, err
+
+    process.signal(signal.SIGTERM)
     assert process.wait(timeout=10).rc == 0
 
 
