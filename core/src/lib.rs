@@ -14,6 +14,7 @@ pub mod egress;
 pub mod error;
 pub mod ingress;
 pub mod paging;
+pub mod prefix_list;
 pub mod region;
 pub mod sweep;
 pub mod url;
