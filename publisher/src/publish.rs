@@ -124,10 +124,16 @@ pub struct PublishReport {
 /// on every run anyway).
 #[derive(Debug, thiserror::Error)]
 pub enum FollowUpFailure {
-    #[error(
-        "the CloudFront invalidation failed: {0}. It stays pending: the next run invalidates again"
-    )]
-    Invalidation(AwsError),
+    #[error("the CloudFront invalidation failed: {error}. {}", if *.pending {
+        "It stays pending: the next run invalidates again"
+    } else {
+        "Cached copies expire by Cache-Control"
+    })]
+    Invalidation {
+        error: AwsError,
+        /// Recorded on the document, so the next run invalidates again.
+        pending: bool,
+    },
     #[error(
         "the SNS announcement to {topic} failed: {error}. It stays pending: the next run \
          announces again"
@@ -449,7 +455,10 @@ async fn follow_up(
                 report.invalidation = Some(id);
                 done.insert(Task::Invalidate);
             }
-            Err(error) => failures.push(FollowUpFailure::Invalidation(error)),
+            Err(error) => failures.push(FollowUpFailure::Invalidation {
+                error,
+                pending: owes_invalidation,
+            }),
         },
         (None, _) if owes_invalidation => {
             tracing::warn!("a CloudFront invalidation was pending but no --distribution-id is given: dropping it");
