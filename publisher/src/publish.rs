@@ -295,7 +295,7 @@ pub async fn publish_ips(
             .as_ref()
             .filter(|_| in_place)
             .and_then(|r| r.metadata.get(pending::METADATA_KEY))
-            .map(|value| Pending::from_metadata(value))
+            .map(|value| Pending::from_metadata(value.as_str()))
             .unwrap_or_default();
         if changed || !in_place {
             let condition = if in_place {
