@@ -115,7 +115,7 @@ pub enum ListError {
     #[error("prefix list {list}: {error}")]
     Aws {
         list: PrefixListRef,
-        error: AwsError,
+        error: Box<AwsError>,
     },
     #[error(
         "prefix list {list} kept changing while we wrote it ({MAX_ATTEMPTS} attempts): someone \
@@ -202,10 +202,13 @@ pub async fn check_room(
     }
     let wanted = wanted(document);
     for list in &options.lists {
-        let info = api.describe(list).await.map_err(|error| ListError::Aws {
-            list: list.clone(),
-            error,
-        })?;
+        let info = api
+            .describe(list)
+            .await
+            .map_err(|error: AwsError| ListError::Aws {
+                list: list.clone(),
+                error: Box::new(error),
+            })?;
         let needed = of_family(&wanted, info.family).len();
         if needed > info.max_entries {
             return Err(ListError::TooSmall {
@@ -226,9 +229,9 @@ pub async fn sync_one(
     wanted: &BTreeMap<IpNet, String>,
     options: &SyncOptions,
 ) -> Result<Synced, ListError> {
-    let aws = |error| ListError::Aws {
+    let aws = |error: AwsError| ListError::Aws {
         list: list.clone(),
-        error,
+        error: Box::new(error),
     };
     // The common case, one read: the entries already are the published prefixes of their
     // family. (An empty list's family is unknown without a describe.)

@@ -180,7 +180,7 @@ pub enum PublishError {
     Refused(#[source] Refusal),
     /// A prefix list cannot take the changed set (or could not be asked): nothing was written.
     #[error("refusing to publish: {0}; nothing was written")]
-    PrefixList(#[source] ListError),
+    PrefixList(#[source] Box<ListError>),
     #[error("{0}")]
     Store(#[source] StoreError),
     #[error(
@@ -284,7 +284,7 @@ pub async fn publish_ips(
         if let (true, true, Some(lists)) = (changed, in_place, target.prefix_lists) {
             prefix_lists::check_room(lists.api, &document, lists.options)
                 .await
-                .map_err(PublishError::PrefixList)?;
+                .map_err(|e| PublishError::PrefixList(Box::new(e)))?;
         }
 
         // The JSON as it is in place after this step (bytes, version tag), and what it owes.
