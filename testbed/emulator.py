@@ -27,6 +27,15 @@ Owns everything between a test's HTTP request and moto's backends:
     - DescribeRegions honours ``AllRegions``, ``RegionNames`` and the
       ``region-name`` / ``endpoint`` / ``opt-in-status`` filters, and lists
       only the commercial partition.
+    - Managed prefix lists behave as on AWS: ModifyManagedPrefixList with a
+      stale ``CurrentVersion`` fails with ``PrefixListVersionMismatch``
+      (nothing changes), ``MaxEntries`` is enforced
+      (``PrefixListMaxEntriesExceeded``) and changeable (a resize is its own
+      call: combined with entry changes it is ``InvalidParameterCombination``;
+      below the entry count it is ``InvalidParameterValue``), a modify
+      without ``PrefixListName`` keeps the name, an unknown id answers
+      ``InvalidPrefixListID.NotFound``, and more than 100 entries in one
+      request is refused.
     - A request signed for a region that is not enabled for the account
       (unknown to moto, another partition, or an opt-in region not opted in;
       ``--opt-in`` enables some) answers HTTP 401 ``AuthFailure`` naming the
@@ -72,11 +81,13 @@ from moto.core.responses import ActionResult
 from moto.core.utils import utcnow
 from moto.ec2.exceptions import EC2ClientError
 from moto.ec2.models.availability_zones_and_regions import RegionsAndZonesBackend
+from moto.ec2.models.managed_prefixes import ManagedPrefixList, ManagedPrefixListBackend
 from moto.ec2.models.nat_gateways import NatGateway, NatGatewayBackend
 from moto.ec2.models.security_groups import SecurityGroupRule
 from moto.ec2.responses.availability_zones_and_regions import AvailabilityZonesAndRegions
 from moto.ec2.responses.nat_gateways import NatGateways
 from moto.ec2.responses.security_groups import SecurityGroups
+from moto.ec2.responses.vpcs import VPCs
 from moto.ec2.utils import (
     EC2_PREFIX_TO_RESOURCE,
     add_tag_specification,
@@ -483,6 +494,128 @@ def describe_security_group_rules_response(self: SecurityGroups) -> ActionResult
     if token:
         result["NextToken"] = token
     return ActionResult(result)
+# Managed prefix lists: optimistic versions, MaxEntries, names kept.
+# --------------------------------------------------------------------------
+
+PREFIX_LIST_ENTRIES_PER_REQUEST = 100
+
+
+def prefix_list_or_fail(backend: ManagedPrefixListBackend, prefix_list_id: str | None) -> ManagedPrefixList:
+    pl = backend.managed_prefix_lists.get(prefix_list_id or "")
+    if pl is None or pl.state == "delete-complete":
+        raise EC2ClientError(
+            "InvalidPrefixListID.NotFound", f"The prefix list ID '{prefix_list_id}' does not exist"
+        )
+    return pl
+
+
+def current_entries(pl: ManagedPrefixList) -> list[dict[str, str]]:
+    """The entries of the list's latest version."""
+    return list(pl.entries.get(pl.version, [])) if pl.entries else []
+
+
+def modify_managed_prefix_list_model(
+    self: ManagedPrefixListBackend,
+    add_entry: list[dict[str, str]],
+    remove_entry: list[dict[str, str]],
+    prefix_list_id: str | None = None,
+    current_version: int | None = None,
+    prefix_list_name: str | None = None,
+    max_entries: int | None = None,
+) -> ManagedPrefixList:
+    """Replaces ManagedPrefixListBackend.modify_managed_prefix_list with AWS's rules:
+    checked first, then applied whole (removals before additions), one new version."""
+    pl = prefix_list_or_fail(self, prefix_list_id)
+    if pl.owner_id == "AWS":
+        raise EC2ClientError("UnsupportedOperation", "AWS-managed prefix lists cannot be modified")
+    if len(add_entry) + len(remove_entry) > PREFIX_LIST_ENTRIES_PER_REQUEST:
+        raise EC2ClientError(
+            "InvalidParameterValue",
+            f"The number of entries per request cannot exceeds limit ({PREFIX_LIST_ENTRIES_PER_REQUEST}).",
+        )
+    if max_entries is not None and (add_entry or remove_entry):
+        raise EC2ClientError(
+            "InvalidParameterCombination",
+            "You cannot modify the entries of a prefix list and resize it in the same request.",
+        )
+    if current_version is not None and current_version != pl.version:
+        raise EC2ClientError("PrefixListVersionMismatch", "The prefix list has the incorrect version number.")
+    entries = current_entries(pl)
+    if max_entries is not None:
+        if not 1 <= max_entries <= 1000 or max_entries < len(entries):
+            raise EC2ClientError(
+                "InvalidParameterValue",
+                f"The maximum number of entries ({max_entries}) must be between 1 and 1000 and at "
+                f"least the number of entries in the prefix list ({len(entries)}).",
+            )
+        pl.max_entries = max_entries
+    if add_entry or remove_entry:
+        removed = {e["Cidr"] for e in remove_entry}
+        missing = removed - {e["Cidr"] for e in entries}
+        if missing:
+            raise EC2ClientError(
+                "InvalidPrefixListModification",
+                f"The entry {sorted(missing)[0]} does not exist in the prefix list.",
+            )
+        entries = [e for e in entries if e["Cidr"] not in removed]
+        added = {e["Cidr"] for e in add_entry}
+        entries = [e for e in entries if e["Cidr"] not in added] + [dict(e) for e in add_entry]
+        if pl.max_entries is not None and len(entries) > int(pl.max_entries):
+            raise EC2ClientError(
+                "PrefixListMaxEntriesExceeded",
+                f"The prefix list has exceeded its maximum number of entries ({pl.max_entries}).",
+            )
+        pl.version += 1  # type: ignore[operator]
+        pl.entries[pl.version] = entries
+    if prefix_list_name:
+        pl.prefix_list_name = prefix_list_name
+    pl.state = "modify-complete"
+    return pl
+
+
+def modify_managed_prefix_list_response(self: VPCs) -> ActionResult:
+    """Replaces the ModifyManagedPrefixList handler to pass MaxEntries on."""
+    version = self._get_param("CurrentVersion")
+    max_entries = self._get_param("MaxEntries")
+    pl = self.ec2_backend.modify_managed_prefix_list(
+        add_entry=self._get_param("AddEntries", []),
+        remove_entry=self._get_param("RemoveEntries", []),
+        prefix_list_id=self._get_param("PrefixListId"),
+        current_version=int(version) if version else None,
+        prefix_list_name=self._get_param("PrefixListName"),
+        max_entries=int(max_entries) if max_entries else None,
+    )
+    return ActionResult({"PrefixList": pl})
+
+
+def create_managed_prefix_list_response(self: VPCs) -> ActionResult:
+    """Wraps the CreateManagedPrefixList handler: MaxEntries is required and bounds the entries."""
+    max_entries = self._get_param("MaxEntries")
+    entries = self._get_param("Entries", [])
+    if max_entries is None or not 1 <= int(max_entries) <= 1000:
+        raise EC2ClientError("InvalidParameterValue", "MaxEntries must be between 1 and 1000.")
+    if len(entries) > int(max_entries):
+        raise EC2ClientError(
+            "PrefixListMaxEntriesExceeded",
+            f"The prefix list has exceeded its maximum number of entries ({max_entries}).",
+        )
+    return _moto_create_managed_prefix_list(self)
+
+
+_moto_create_managed_prefix_list = VPCs.create_managed_prefix_list
+
+
+def get_managed_prefix_list_entries_response(self: VPCs) -> ActionResult:
+    """Replaces the GetManagedPrefixListEntries handler: unknown ids and versions are errors."""
+    pl = prefix_list_or_fail(self.ec2_backend, self._get_param("PrefixListId"))
+    target = self._get_param("TargetVersion")
+    if target:
+        if int(target) not in pl.entries and not (int(target) == pl.version and not pl.entries):
+            raise EC2ClientError("InvalidParameterValue", f"The version {target} does not exist.")
+        entries = list(pl.entries.get(int(target), []))
+    else:
+        entries = current_entries(pl)
+    return ActionResult({"Entries": entries})
 
 
 # --------------------------------------------------------------------------
@@ -549,6 +682,10 @@ def patch_moto() -> None:
     SecurityGroupRule.get_tags = security_group_rule_tags
     SecurityGroups.describe_security_group_rules = describe_security_group_rules_response
     AvailabilityZonesAndRegions.describe_regions = describe_regions_response
+    ManagedPrefixListBackend.modify_managed_prefix_list = modify_managed_prefix_list_model
+    VPCs.modify_managed_prefix_list = modify_managed_prefix_list_response
+    VPCs.create_managed_prefix_list = create_managed_prefix_list_response
+    VPCs.get_managed_prefix_list_entries = get_managed_prefix_list_entries_response
 
 
 # --------------------------------------------------------------------------

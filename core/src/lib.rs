@@ -17,6 +17,7 @@ pub mod estate;
 pub mod ingress;
 pub mod organization;
 pub mod paging;
+pub mod prefix_list;
 pub mod region;
 pub mod sweep;
 pub mod url;

@@ -469,7 +469,7 @@ locals {
         { name = "ALLOWLIST_MIN_COUNT", value = tostring(var.min_count) },
         ], length(var.nat_gateway_tags) == 0 ? [] : [
         { name = "ALLOWLIST_TAGS", value = join(",", [for key, value in var.nat_gateway_tags : "${key}=${value}"]) },
-      ]))
+      ], local.push_environment))
     }
     sweep = {
       role_arn = aws_iam_role.sweep.arn

@@ -46,3 +46,13 @@ output "role_arns" {
     scheduler = aws_iam_role.scheduler.arn
   }
 }
+
+output "sns_topic_arn" {
+  description = "Customers subscribe here (SQS, Lambda, email, HTTPS) to hear of every change."
+  value       = local.announce ? aws_sns_topic.changes[0].arn : null
+}
+
+output "prefix_lists" {
+  description = "The prefix lists the publisher keeps in sync (REGION=pl-ID); customers reference the id in their security groups."
+  value       = local.prefix_lists
+}

@@ -139,3 +139,51 @@ variable "alarm_actions" {
   type        = list(string)
   default     = []
 }
+
+variable "sns_topic_enabled" {
+  description = "Create an SNS topic and announce every change on it (ALLOWLIST_SNS_TOPIC_ARN; the message's url is https://domain_name/ip-ranges.json)."
+  type        = bool
+  default     = true
+}
+
+variable "sns_subscriber_accounts" {
+  description = "AWS account ids allowed to subscribe to the topic (over SQS, Lambda, email or HTTPS)."
+  type        = list(string)
+  default     = []
+}
+
+variable "sns_subscribe_anyone" {
+  description = "Let any AWS account subscribe, as AWS's own AmazonIpSpaceChanged topic does."
+  type        = bool
+  default     = false
+}
+
+variable "prefix_list_enabled" {
+  description = "Create an IPv4 managed prefix list in the home region and keep it equal to the published prefixes."
+  type        = bool
+  default     = true
+}
+
+variable "prefix_list_max_entries" {
+  description = "MaxEntries of that list. Every security group rule that references the list counts as this many rules against the group's quota, so keep it close to the number of egress IPs."
+  type        = number
+  default     = 20
+}
+
+variable "prefix_list_grow" {
+  description = "Let the publisher raise MaxEntries when the published set outgrows a list (ALLOWLIST_PREFIX_LIST_GROW). Off: such a publish is refused (exit 3) and the errors alarm fires."
+  type        = bool
+  default     = false
+}
+
+variable "prefix_list_share_principals" {
+  description = "Who the prefix list is shared with through AWS RAM: account ids, or an organization / OU ARN."
+  type        = list(string)
+  default     = []
+}
+
+variable "extra_prefix_lists" {
+  description = "Prefix lists made elsewhere (e.g. in other regions, with their own RAM shares) that the publisher keeps in sync too, as REGION=pl-ID."
+  type        = list(string)
+  default     = []
+}

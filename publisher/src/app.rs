@@ -1,9 +1,11 @@
 //! Turns a parsed command line into library calls: builds the AWS clients and stores once, runs
 //! the command, logs its summary and maps the outcome to the exit code.
 
+use crate::announce::SnsTopic;
 use crate::cdn::CloudFront;
-use crate::cli::{Cli, Command, PublishArgs, RunArgs, SweepArgs, UsageError};
-use crate::publish::{publish_once, Baseline, Place, Target};
+use crate::cli::{Cli, Command, PublishArgs, RunArgs, SweepArgs, Topic, UsageError};
+use crate::prefix_lists::SyncOptions;
+use crate::publish::{publish_once, Announce, Baseline, Lists, Place, Target};
 use crate::report;
 use crate::run::{run, Cycle};
 use crate::store::{FileStore, S3Store, Store, STDOUT};
@@ -11,6 +13,7 @@ use crate::sweep::sweep_once;
 use allowlist_core::call_log::CallLog;
 use allowlist_core::clock::Clock;
 use allowlist_core::egress::ALL_REGIONS;
+use allowlist_core::prefix_list::PrefixLists;
 use allowlist_core::region::{self as regions, RegionFailure};
 use allowlist_core::{Aws, AwsSettings};
 use tokio::sync::mpsc;
@@ -42,9 +45,11 @@ async fn publish(
     clock: &dyn Clock,
 ) -> Result<u8, UsageError> {
     let options = args.options()?;
+    let topic = args.push.topic()?;
+    let sync = args.push.sync(&options)?;
     let aws = Aws::load(settings).await;
     check_bucket_region(&aws, args)?;
-    let outputs = Outputs::new(&aws, args);
+    let outputs = Outputs::new(&aws, args, topic, sync);
     let target = outputs.target(args);
     Ok(match publish_once(&aws, &target, clock, &options).await {
         Ok(outcome) => {
@@ -95,6 +100,8 @@ async fn schedule(
     clock: &dyn Clock,
 ) -> Result<u8, UsageError> {
     let publish = args.publish.options()?;
+    let topic = args.publish.push.topic()?;
+    let sync = args.publish.push.sync(&publish)?;
     let sweep = args.sweep_options()?;
     let aws = Aws::load(settings).await;
     // A misspelt region would fail every cycle forever: check the names once, up front.
@@ -105,7 +112,7 @@ async fn schedule(
         }
     }
     check_bucket_region(&aws, &args.publish)?;
-    let outputs = Outputs::new(&aws, &args.publish);
+    let outputs = Outputs::new(&aws, &args.publish, topic, sync);
     let target = outputs.target(&args.publish);
     let signals = match StopSignals::listen() {
         Ok(signals) => signals,
@@ -176,17 +183,24 @@ impl StopSignals {
     }
 }
 
-/// The stores a publish writes to, built once per process.
+/// The stores a publish writes to and the places it tells, built once per process.
 #[derive(Debug)]
-struct Outputs {
+struct Outputs<'a> {
     s3: Option<S3Store>,
     cdn: Option<CloudFront>,
+    sns: Option<(SnsTopic, String)>,
+    lists: Option<(PrefixLists<'a>, SyncOptions)>,
 }
 
 static FILES: FileStore = FileStore;
 
-impl Outputs {
-    fn new(aws: &Aws, args: &PublishArgs) -> Self {
+impl<'a> Outputs<'a> {
+    fn new(
+        aws: &'a Aws,
+        args: &PublishArgs,
+        topic: Option<Topic>,
+        sync: Option<SyncOptions>,
+    ) -> Self {
         let config = aws.config();
         let s3 = args.bucket.as_ref().map(|bucket| {
             let conf = aws_sdk_s3::config::Builder::from(config)
@@ -204,11 +218,26 @@ impl Outputs {
                 .build();
             CloudFront::new(aws_sdk_cloudfront::Client::from_conf(conf), id.clone())
         });
-        Outputs { s3, cdn }
+        let sns = topic.map(|topic| {
+            let conf = aws_sdk_sns::config::Builder::from(config)
+                // A topic's API is in the topic's region.
+                .region(aws_sdk_sns::config::Region::new(topic.region.clone()))
+                .interceptor(CallLog::new(&topic.region))
+                .build();
+            let client = aws_sdk_sns::Client::from_conf(conf);
+            (SnsTopic::new(client, topic.arn), topic.url)
+        });
+        let lists = sync.map(|sync| (PrefixLists::new(aws), sync));
+        Outputs {
+            s3,
+            cdn,
+            sns,
+            lists,
+        }
     }
 
-    fn target<'a>(&'a self, args: &'a PublishArgs) -> Target<'a> {
-        let files: &'a dyn Store = &FILES;
+    fn target<'b>(&'b self, args: &'b PublishArgs) -> Target<'b> {
+        let files: &'b dyn Store = &FILES;
         match (&args.out, &self.s3) {
             // Publish to S3, in place.
             (None, Some(s3)) => Target {
@@ -222,6 +251,14 @@ impl Outputs {
                 }),
                 baseline: Baseline::Output,
                 cdn: self.cdn.as_ref().map(|c| c as &dyn crate::cdn::Cdn),
+                announce: self.sns.as_ref().map(|(topic, url)| Announce {
+                    announcer: topic,
+                    url,
+                }),
+                prefix_lists: self
+                    .lists
+                    .as_ref()
+                    .map(|(api, options)| Lists { api, options }),
             },
             // Preview: the published object is the baseline, the result goes to a local file.
             (Some(out), Some(s3)) => Target {
@@ -238,6 +275,8 @@ impl Outputs {
                     key: &args.key,
                 }),
                 cdn: None,
+                announce: None,
+                prefix_lists: None,
             },
             // A local file, which is its own baseline (stdout has none).
             (Some(out), None) => Target {
@@ -255,6 +294,8 @@ impl Outputs {
                     Baseline::Output
                 },
                 cdn: None,
+                announce: None,
+                prefix_lists: None,
             },
             // clap requires --bucket or --out; treat the impossible case as stdout.
             (None, None) => Target {
@@ -265,6 +306,8 @@ impl Outputs {
                 text: None,
                 baseline: Baseline::Nothing,
                 cdn: None,
+                announce: None,
+                prefix_lists: None,
             },
         }
     }

@@ -2,6 +2,7 @@
 //! [`PublishArgs::options`] and friends check them into the options the library functions take.
 //! Both steps report a bad value naming its flag, and both end in exit code 2.
 
+use crate::prefix_lists::SyncOptions;
 use crate::publish::PublishOptions;
 use crate::sweep::SweepOptions;
 use allowlist_core::accounts::{self, Accounts, AssumeRole, Organization};
@@ -9,6 +10,7 @@ use allowlist_core::duration;
 use allowlist_core::egress::{
     check_requested_regions, EgressQuery, Filter, FilterProblem, LookupError, Source, ALL_REGIONS,
 };
+use allowlist_core::prefix_list::PrefixListRef;
 use allowlist_core::AwsSettings;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::collections::BTreeMap;
@@ -350,6 +352,100 @@ pub struct PublishArgs {
     /// despite a failed region)
     #[arg(long, env = "ALLOWLIST_FORCE")]
     pub force: bool,
+    #[command(flatten)]
+    pub push: PushArgs,
+}
+
+/// Telling others about a change: SNS and managed prefix lists (S3 publishing only).
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// SNS topic to announce every change on: one message per change, body
+    /// {"create-time","synctoken","md5","url"} as AWS's AmazonIpSpaceChanged. Needs --public-url
+    #[arg(
+        long,
+        env = "ALLOWLIST_SNS_TOPIC_ARN",
+        value_name = "ARN",
+        requires = "public_url",
+        requires = "bucket",
+        conflicts_with = "out"
+    )]
+    pub sns_topic_arn: Option<String>,
+    /// Address customers fetch the document at: the announcement's url (e.g.
+    /// https://ips.example.com/ip-ranges.json)
+    #[arg(long, env = "ALLOWLIST_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Managed prefix list to keep equal to the published prefixes of its address family,
+    /// REGION=pl-ID. Repeat or comma-separate for several
+    #[arg(
+        long = "prefix-list",
+        env = "ALLOWLIST_PREFIX_LISTS",
+        value_delimiter = ',',
+        value_parser = parse_prefix_list,
+        value_name = "REGION=pl-ID",
+        requires = "bucket",
+        conflicts_with = "out"
+    )]
+    pub prefix_lists: Vec<PrefixListRef>,
+    /// Raise a prefix list's MaxEntries when the published set outgrows it. Every security
+    /// group rule that references the list counts as MaxEntries rules against the group's quota
+    #[arg(long, env = "ALLOWLIST_PREFIX_LIST_GROW", requires = "prefix_lists")]
+    pub prefix_list_grow: bool,
+}
+
+/// `--sns-topic-arn` checked: the topic and the region its API is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topic {
+    pub arn: String,
+    pub region: String,
+    /// `--public-url`.
+    pub url: String,
+}
+
+impl PushArgs {
+    /// The checked topic, if one is given.
+    pub fn topic(&self) -> Result<Option<Topic>, UsageError> {
+        let Some(arn) = &self.sns_topic_arn else {
+            return Ok(None);
+        };
+        let arn = arn.trim();
+        let region = crate::announce::topic_region(arn).ok_or_else(|| {
+            UsageError::new(
+                "--sns-topic-arn",
+                format!("{arn:?} is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"),
+            )
+        })?;
+        let url = self.public_url.as_deref().unwrap_or_default().trim();
+        allowlist_core::url::check_http(url)
+            .map_err(|message| UsageError::new("--public-url", message))?;
+        Ok(Some(Topic {
+            arn: arn.to_owned(),
+            region: region.to_owned(),
+            url: url.to_owned(),
+        }))
+    }
+
+    /// The checked prefix-list sync, if lists are given; `publish` supplies its guards.
+    pub fn sync(&self, options: &PublishOptions) -> Result<Option<SyncOptions>, UsageError> {
+        if self.prefix_lists.is_empty() {
+            return Ok(None);
+        }
+        let mut lists: Vec<PrefixListRef> = Vec::new();
+        for list in &self.prefix_lists {
+            if lists.iter().any(|l| l.id == list.id) {
+                return Err(UsageError::new(
+                    "--prefix-list",
+                    format!("{} is given twice", list.id),
+                ));
+            }
+            lists.push(list.clone());
+        }
+        Ok(Some(SyncOptions {
+            lists,
+            grow: self.prefix_list_grow,
+            max_shrink: options.max_shrink,
+            force: options.force,
+        }))
+    }
 }
 
 impl PublishArgs {
@@ -467,6 +563,10 @@ impl UsageError {
     pub fn new(flag: &'static str, message: String) -> Self {
         UsageError { flag, message }
     }
+}
+
+fn parse_prefix_list(s: &str) -> Result<PrefixListRef, String> {
+    PrefixListRef::parse(s)
 }
 
 fn parse_tag(s: &str) -> Result<(String, String), String> {
@@ -700,6 +800,104 @@ mod tests {
             panic!("not sweep")
         };
         assert_eq!(sweep.options().unwrap().accounts.roles.len(), 1);
+    }
+
+    #[test]
+    fn push_flags() {
+        let args = publish(&[
+            "--bucket",
+            "b",
+            "--sns-topic-arn",
+            "arn:aws:sns:eu-west-1:123456789012:ip-ranges",
+            "--public-url",
+            "https://ips.example.com/ip-ranges.json",
+            "--prefix-list",
+            "us-east-1=pl-0a1b,eu-west-1=pl-0c2d",
+            "--prefix-list",
+            "us-west-2=pl-0e3f",
+            "--prefix-list-grow",
+        ]);
+        let topic = args.push.topic().unwrap().unwrap();
+        assert_eq!(topic.region, "eu-west-1");
+        assert_eq!(topic.url, "https://ips.example.com/ip-ranges.json");
+        let sync = args.push.sync(&args.options().unwrap()).unwrap().unwrap();
+        assert_eq!(
+            sync.lists
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            [
+                "us-east-1=pl-0a1b",
+                "eu-west-1=pl-0c2d",
+                "us-west-2=pl-0e3f"
+            ]
+        );
+        assert!(sync.grow);
+        assert_eq!((sync.max_shrink, sync.force), (50, false));
+        let none = publish(&["--bucket", "b"]);
+        assert_eq!(none.push.topic().unwrap(), None);
+        assert_eq!(none.push.sync(&none.options().unwrap()).unwrap(), None);
+    }
+
+    #[test]
+    fn push_flags_name_themselves_when_wrong() {
+        let topic = "arn:aws:sns:eu-west-1:123456789012:t";
+        refused(
+            &["publish", "--bucket", "b", "--sns-topic-arn", topic],
+            "--public-url",
+        );
+        refused(
+            &[
+                "publish",
+                "--out",
+                "-",
+                "--sns-topic-arn",
+                topic,
+                "--public-url",
+                "https://x",
+            ],
+            "--sns-topic-arn",
+        );
+        refused(
+            &["publish", "--bucket", "b", "--prefix-list", "pl-0a1b"],
+            "--prefix-list",
+        );
+        refused(
+            &["publish", "--out", "f", "--prefix-list", "us-east-1=pl-1"],
+            "--prefix-list",
+        );
+        refused(
+            &["publish", "--bucket", "b", "--prefix-list-grow"],
+            "--prefix-list",
+        );
+        let args = publish(&[
+            "--bucket",
+            "b",
+            "--sns-topic-arn",
+            "my-topic",
+            "--public-url",
+            "https://x",
+        ]);
+        assert_eq!(args.push.topic().unwrap_err().flag, "--sns-topic-arn");
+        let args = publish(&[
+            "--bucket",
+            "b",
+            "--sns-topic-arn",
+            topic,
+            "--public-url",
+            "ips.example.com",
+        ]);
+        assert_eq!(args.push.topic().unwrap_err().flag, "--public-url");
+        let args = publish(&[
+            "--bucket",
+            "b",
+            "--prefix-list",
+            "us-east-1=pl-1,us-east-1=pl-1",
+        ]);
+        assert_eq!(
+            args.push.sync(&args.options().unwrap()).unwrap_err().flag,
+            "--prefix-list"
+        );
     }
 
     #[test]

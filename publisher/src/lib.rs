@@ -2,10 +2,13 @@
 //! `sweep_once`, `run`) that take the AWS clients, the stores and the clock as arguments, so tests
 //! call them directly; `main` only parses flags and sets up logging.
 
+pub mod announce;
 pub mod app;
 pub mod cdn;
 pub mod cli;
 pub mod log;
+pub mod pending;
+pub mod prefix_lists;
 pub mod publish;
 pub mod report;
 pub mod run;

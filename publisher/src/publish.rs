@@ -2,11 +2,15 @@
 //! document (and its plain-text twin) only when the prefix set changed and every guard agrees.
 //!
 //! The order of a cycle: lookup (all regions or nothing) → read the published document → guards
-//! → conditional write of the JSON → the text list → CloudFront invalidation. A conflicting
-//! concurrent writer sends the cycle back to the read; nothing is ever written over a version we
-//! did not read.
+//! → conditional write of the JSON (carrying the record of the work the change owes, see
+//! [`crate::pending`]) → the text list → the follow-ups: CloudFront invalidation, managed prefix
+//! lists, SNS announcement → the record cleared. A conflicting concurrent writer sends the cycle
+//! back to the read; nothing is ever written over a version we did not read.
 
+use crate::announce::{Announcement, Announcer};
 use crate::cdn::{invalidation_path, Cdn};
+use crate::pending::{self, Pending, Task};
+use crate::prefix_lists::{self, ListApi, ListError, SyncOptions, Synced};
 use crate::store::{Condition, ObjectMeta, Store, StoreError, Stored};
 use allowlist_core::clock::Clock;
 use allowlist_core::document::{unix_seconds, IpRanges, JSON_CONTENT_TYPE, TEXT_CONTENT_TYPE};
@@ -14,6 +18,7 @@ use allowlist_core::egress::{self, EgressIps, EgressQuery, LookupError};
 use allowlist_core::error::AwsError;
 use allowlist_core::region::{self as regions, RegionFailure};
 use allowlist_core::Aws;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 
 /// Read-compare-write attempts before giving up on a busy object.
@@ -68,6 +73,25 @@ pub struct Target<'a> {
     pub baseline: Baseline<'a>,
     /// Invalidated after a write, with the written keys as paths.
     pub cdn: Option<&'a dyn Cdn>,
+    /// Where a change is announced (S3 targets only).
+    pub announce: Option<Announce<'a>>,
+    /// Managed prefix lists kept equal to the published set (S3 targets only).
+    pub prefix_lists: Option<Lists<'a>>,
+}
+
+/// `--sns-topic-arn` and `--public-url`.
+#[derive(Debug, Clone, Copy)]
+pub struct Announce<'a> {
+    pub announcer: &'a dyn Announcer,
+    /// The address customers fetch the document at: the announcement's `url`.
+    pub url: &'a str,
+}
+
+/// `--prefix-list` and how to keep them.
+#[derive(Debug, Clone, Copy)]
+pub struct Lists<'a> {
+    pub api: &'a dyn ListApi,
+    pub options: &'a SyncOptions,
 }
 
 /// What a successful publish did.
@@ -86,8 +110,42 @@ pub struct PublishReport {
     pub written: Vec<String>,
     /// The CloudFront invalidation created, if any.
     pub invalidation: Option<String>,
+    /// The SNS message id of the announcement sent, if any.
+    pub announcement: Option<String>,
+    /// What each `--prefix-list` sync did.
+    pub prefix_lists: Vec<Synced>,
+    /// Work a previous run left owed that this run completed (`invalidate`, `announce`).
+    pub completed_pending: Vec<&'static str>,
     /// Read-compare-write attempts used (more than 1 after a concurrent writer).
     pub attempts: u32,
+}
+
+/// Work after the document was in place that failed; it stays owed (prefix lists are compared
+/// on every run anyway).
+#[derive(Debug, thiserror::Error)]
+pub enum FollowUpFailure {
+    #[error("the CloudFront invalidation failed: {error}. {}", if *.pending {
+        "It stays pending: the next run invalidates again"
+    } else {
+        "Cached copies expire by Cache-Control"
+    })]
+    Invalidation {
+        error: AwsError,
+        /// Recorded on the document, so the next run invalidates again.
+        pending: bool,
+    },
+    #[error(
+        "the SNS announcement to {topic} failed: {error}. It stays pending: the next run \
+         announces again"
+    )]
+    Announcement { topic: String, error: AwsError },
+    #[error("{0}")]
+    PrefixList(ListError),
+    #[error(
+        "recording what is still pending on {location} failed: {error}. The next run redoes \
+         the work recorded there earlier"
+    )]
+    Record { location: String, error: StoreError },
 }
 
 /// Why a guard refused to publish.
@@ -120,6 +178,9 @@ pub enum PublishError {
     Lookup(#[source] LookupError),
     #[error("refusing to publish: {0}{hint}", hint = force_hint(.0))]
     Refused(#[source] Refusal),
+    /// A prefix list cannot take the changed set (or could not be asked): nothing was written.
+    #[error("refusing to publish: {0}; nothing was written")]
+    PrefixList(#[source] Box<ListError>),
     #[error("{0}")]
     Store(#[source] StoreError),
     #[error(
@@ -127,11 +188,18 @@ pub enum PublishError {
          is writing it: try again"
     )]
     Busy { location: String },
-    #[error(
-        "wrote {written} but the CloudFront invalidation failed: {error}. Cached copies expire by \
-         Cache-Control; the next change invalidates again"
-    )]
-    Invalidation { written: String, error: AwsError },
+    /// The document is published, but some work after it failed.
+    #[error("{}", follow_up_message(.document, .failures))]
+    FollowUp {
+        /// The published document's location and syncToken.
+        document: String,
+        failures: Vec<FollowUpFailure>,
+    },
+}
+
+fn follow_up_message(document: &str, failures: &[FollowUpFailure]) -> String {
+    let what: Vec<String> = failures.iter().map(ToString::to_string).collect();
+    format!("{document} is published, but {}", what.join("; and "))
 }
 
 fn force_hint(refusal: &Refusal) -> &'static str {
@@ -149,9 +217,18 @@ impl PublishError {
             PublishError::Usage { .. } => 2,
             PublishError::Lookup(LookupError::BadRegion(_) | LookupError::NoRegions) => 2,
             PublishError::Lookup(_) | PublishError::Refused(_) => 3,
-            PublishError::Store(_)
-            | PublishError::Busy { .. }
-            | PublishError::Invalidation { .. } => 1,
+            PublishError::PrefixList(err) if err.is_refusal() => 3,
+            PublishError::PrefixList(_) => 1,
+            PublishError::FollowUp { failures, .. } => {
+                let refused = |f: &FollowUpFailure| matches!(f, FollowUpFailure::PrefixList(e) if e.is_refusal());
+                // A guard's refusal alone is exit 3; any error among the failures is exit 1.
+                if failures.iter().all(refused) {
+                    3
+                } else {
+                    1
+                }
+            }
+            PublishError::Store(_) | PublishError::Busy { .. } => 1,
         }
     }
 }
@@ -195,6 +272,7 @@ pub async fn publish_ips(
     // A change written in an attempt that a conflict on the text list then sent back to the read.
     let mut changed_earlier = false;
     let mut written_keys = Vec::new();
+    let in_place = matches!(target.baseline, Baseline::Output);
     for attempt in 1..=MAX_ATTEMPTS {
         let (read, previous) = read_baseline(target, options, attempt).await?;
         let fresh = IpRanges {
@@ -203,32 +281,57 @@ pub async fn publish_ips(
         };
         check_guards(previous.as_ref(), &fresh, options)?;
         let (document, changed) = next_document(previous.as_ref(), fresh);
+        if let (true, true, Some(lists)) = (changed, in_place, target.prefix_lists) {
+            prefix_lists::check_room(lists.api, &document, lists.options)
+                .await
+                .map_err(|e| PublishError::PrefixList(Box::new(e)))?;
+        }
 
-        let in_place = matches!(target.baseline, Baseline::Output);
+        // The JSON as it is in place after this step (bytes, version tag), and what it owes.
+        let mut in_place_json = read
+            .as_ref()
+            .map(|r| (r.bytes.clone(), Some(r.etag.clone())));
+        let mut owed = read
+            .as_ref()
+            .filter(|_| in_place)
+            .and_then(|r| r.metadata.get(pending::METADATA_KEY))
+            .map(|value| Pending::from_metadata(value.as_str()))
+            .unwrap_or_default();
         if changed || !in_place {
             let condition = if in_place {
                 Condition::over(read.as_ref())
             } else {
                 Condition::Always
             };
-            let meta = object_meta(JSON_CONTENT_TYPE, options);
+            let record = if in_place {
+                let (added, removed) = counts(previous.as_ref(), &document);
+                Pending::for_change(&configured_tasks(target), added, removed)
+            } else {
+                Pending::default()
+            };
+            let meta = object_meta(JSON_CONTENT_TYPE, options, &record);
+            let bytes = document.to_json();
             let put = target
                 .json
                 .store
-                .put(target.json.key, document.to_json(), &meta, condition)
+                .put(target.json.key, bytes.clone(), &meta, condition)
                 .await;
-            if retry_on_conflict(put, attempt)? {
-                continue;
-            }
+            let etag = match retry_on_conflict(put, attempt)? {
+                Put::Retry => continue,
+                Put::Written(etag) => etag,
+            };
             tracing::info!(
                 location = %target.json.location(),
                 prefixes = document.prefix_count(),
                 sync_token = document.sync_token,
+                pending = %record.to_metadata(),
                 "wrote the document"
             );
             written.push(target.json.location());
             changed_earlier |= changed;
             written_keys.push(target.json.key.to_owned());
+            in_place_json = Some((bytes, etag));
+            owed = record;
         }
 
         if let Some(text) = target.text {
@@ -242,24 +345,232 @@ pub async fn publish_ips(
             }
         }
 
-        let invalidation = match (target.cdn, written_keys.is_empty()) {
-            (Some(cdn), false) => Some(invalidate(cdn, &written_keys, &document, &written).await?),
-            _ => None,
-        };
-        return Ok(PublishReport {
+        let mut report = PublishReport {
             regions: ips.regions.clone(),
             prefixes: document.prefix_count(),
             previous_prefixes: previous.as_ref().map(IpRanges::prefix_count),
             changed: changed || changed_earlier,
             sync_token: document.sync_token,
             written,
-            invalidation,
+            invalidation: None,
+            announcement: None,
+            prefix_lists: Vec::new(),
+            completed_pending: Vec::new(),
             attempts: attempt,
-        });
+        };
+        let published = Published {
+            document: &document,
+            bytes: in_place_json
+                .as_ref()
+                .map(|(b, _)| b.as_slice())
+                .unwrap_or_default(),
+            etag: in_place_json.as_ref().and_then(|(_, e)| e.clone()),
+            owed,
+            fresh_change: changed || changed_earlier,
+        };
+        let failures = if in_place {
+            follow_up(target, &published, &written_keys, options, &mut report).await
+        } else {
+            Vec::new()
+        };
+        if !failures.is_empty() {
+            return Err(PublishError::FollowUp {
+                document: format!(
+                    "{} (syncToken {})",
+                    target.json.location(),
+                    document.sync_token
+                ),
+                failures,
+            });
+        }
+        return Ok(report);
     }
     Err(PublishError::Busy {
         location: target.json.location(),
     })
+}
+
+/// The published document as it is in place, and what it owes.
+struct Published<'a> {
+    document: &'a IpRanges,
+    /// Its bytes as stored (what `md5` is of).
+    bytes: &'a [u8],
+    /// Its version tag, for clearing the record conditionally.
+    etag: Option<String>,
+    owed: Pending,
+    /// This run wrote a change (so the written paths are invalidated even without a record).
+    fresh_change: bool,
+}
+
+/// The tasks a change owes with this target: those it is configured for.
+fn configured_tasks(target: &Target<'_>) -> BTreeSet<Task> {
+    let mut tasks = BTreeSet::new();
+    if target.cdn.is_some() {
+        tasks.insert(Task::Invalidate);
+    }
+    if target.announce.is_some() {
+        tasks.insert(Task::Announce);
+    }
+    tasks
+}
+
+/// Prefixes added and removed between the previous document and this one.
+fn counts(previous: Option<&IpRanges>, document: &IpRanges) -> (usize, usize) {
+    let now = document.prefixes();
+    let before = previous.map(IpRanges::prefixes).unwrap_or_default();
+    (
+        now.difference(&before).count(),
+        before.difference(&now).count(),
+    )
+}
+
+/// After the document is in place: invalidate, sync the prefix lists, announce, then record what
+/// is still owed. Returns what failed (and fills in `report`).
+async fn follow_up(
+    target: &Target<'_>,
+    published: &Published<'_>,
+    written_keys: &[String],
+    options: &PublishOptions,
+    report: &mut PublishReport,
+) -> Vec<FollowUpFailure> {
+    let mut failures = Vec::new();
+    let mut done = BTreeSet::new();
+    let owed = &published.owed;
+
+    // 1. CloudFront: the paths written now, or every published path for a pending invalidation.
+    let owes_invalidation = owed.tasks.contains(&Task::Invalidate);
+    let paths: Vec<String> = if !written_keys.is_empty() {
+        written_keys.to_vec()
+    } else if owes_invalidation {
+        std::iter::once(target.json.key)
+            .chain(target.text.map(|t| t.key))
+            .map(str::to_owned)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    match (target.cdn, paths.is_empty()) {
+        (Some(cdn), false) => match invalidate(cdn, &paths, published.document).await {
+            Ok(id) => {
+                report.invalidation = Some(id);
+                done.insert(Task::Invalidate);
+            }
+            Err(error) => failures.push(FollowUpFailure::Invalidation {
+                error,
+                pending: owes_invalidation,
+            }),
+        },
+        (None, _) if owes_invalidation => {
+            tracing::warn!("a CloudFront invalidation was pending but no --distribution-id is given: dropping it");
+            done.insert(Task::Invalidate);
+        }
+        _ => {}
+    }
+
+    // 2. Prefix lists: compared on every run, so nothing about them needs recording.
+    if let Some(lists) = target.prefix_lists {
+        for result in prefix_lists::sync_all(lists.api, published.document, lists.options).await {
+            match result {
+                Ok(synced) => report.prefix_lists.push(synced),
+                Err(err) => failures.push(FollowUpFailure::PrefixList(err)),
+            }
+        }
+    }
+
+    // 3. SNS, last: subscribers who fetch on the announcement find everything in place.
+    if owed.tasks.contains(&Task::Announce) {
+        match target.announce {
+            Some(announce) => {
+                let announcement = Announcement::of(
+                    published.bytes,
+                    published.document.sync_token,
+                    announce.url,
+                    published.document.prefix_count(),
+                    owed.added,
+                    owed.removed,
+                );
+                match announce.announcer.announce(&announcement).await {
+                    Ok(id) => {
+                        tracing::info!(
+                            topic = announce.announcer.topic(),
+                            message_id = %id,
+                            synctoken = announcement.sync_token,
+                            md5 = %announcement.md5,
+                            "announced the change"
+                        );
+                        report.announcement = Some(id);
+                        done.insert(Task::Announce);
+                    }
+                    Err(error) => failures.push(FollowUpFailure::Announcement {
+                        topic: announce.announcer.topic().to_owned(),
+                        error,
+                    }),
+                }
+            }
+            None => {
+                tracing::warn!(
+                    "an SNS announcement was pending but no --sns-topic-arn is given: dropping it"
+                );
+                done.insert(Task::Announce);
+            }
+        }
+    }
+
+    // 4. The record: what is left owed replaces it (none: the record goes).
+    let settled: BTreeSet<Task> = owed.tasks.intersection(&done).copied().collect();
+    if !settled.is_empty() {
+        if !published.fresh_change {
+            report.completed_pending = settled
+                .iter()
+                .map(|t| match t {
+                    Task::Invalidate => "invalidate",
+                    Task::Announce => "announce",
+                })
+                .collect();
+        }
+        if let Err(failure) = record(target, published, &owed.without(&settled), options).await {
+            failures.push(failure);
+        }
+    }
+    failures
+}
+
+/// Rewrites the document's bytes in place with `left` as its record, if it is still the version
+/// we hold. A newer version is someone else's, with a record of its own: left alone.
+async fn record(
+    target: &Target<'_>,
+    published: &Published<'_>,
+    left: &Pending,
+    options: &PublishOptions,
+) -> Result<(), FollowUpFailure> {
+    let Some(etag) = published.etag.clone() else {
+        return Ok(());
+    };
+    let meta = object_meta(JSON_CONTENT_TYPE, options, left);
+    let put = target
+        .json
+        .store
+        .put(
+            target.json.key,
+            published.bytes.to_vec(),
+            &meta,
+            Condition::Matches(etag),
+        )
+        .await;
+    match put {
+        Ok(_) => {
+            tracing::debug!(location = %target.json.location(), pending = %left.to_metadata(), "recorded what is pending");
+            Ok(())
+        }
+        Err(StoreError::Conflict { location, .. }) => {
+            tracing::warn!(%location, "the document changed since we wrote it; its writer records its own pending work");
+            Ok(())
+        }
+        Err(error) => Err(FollowUpFailure::Record {
+            location: target.json.location(),
+            error,
+        }),
+    }
 }
 
 /// Reads the baseline: the stored object (for the write condition) and it as a document.
@@ -305,10 +616,19 @@ fn next_document(previous: Option<&IpRanges>, fresh: IpRanges) -> (IpRanges, boo
     }
 }
 
-fn object_meta(content_type: &'static str, options: &PublishOptions) -> ObjectMeta {
+fn object_meta(
+    content_type: &'static str,
+    options: &PublishOptions,
+    pending: &Pending,
+) -> ObjectMeta {
+    let mut metadata = BTreeMap::new();
+    if !pending.is_empty() {
+        metadata.insert(pending::METADATA_KEY.to_owned(), pending.to_metadata());
+    }
     ObjectMeta {
         content_type,
         cache_control: options.cache_control.clone(),
+        metadata,
     }
 }
 
@@ -336,37 +656,29 @@ async fn write_text(
     if current.as_ref().map(|c| &c.bytes) == Some(&body) {
         return Ok(TextWrite::Unchanged);
     }
-    let meta = object_meta(TEXT_CONTENT_TYPE, options);
+    let meta = object_meta(TEXT_CONTENT_TYPE, options, &Pending::default());
     let put = text
         .store
         .put(text.key, body, &meta, Condition::over(current.as_ref()))
         .await;
-    if retry_on_conflict(put, attempt)? {
+    if let Put::Retry = retry_on_conflict(put, attempt)? {
         return Ok(TextWrite::Retry);
     }
     tracing::info!(location = %text.location(), "wrote the text list");
     Ok(TextWrite::Written)
 }
 
-/// Invalidates the written keys on the CDN; a failure names what was written before it.
+/// Invalidates `keys` on the CDN.
 async fn invalidate(
     cdn: &dyn Cdn,
     keys: &[String],
     document: &IpRanges,
-    written: &[String],
-) -> Result<String, PublishError> {
+) -> Result<String, AwsError> {
     let paths: Vec<String> = keys.iter().map(|k| invalidation_path(k)).collect();
     let reference = format!("allowlist-{}-{}", document.sync_token, random_suffix());
-    match cdn.invalidate(&paths, &reference).await {
-        Ok(id) => {
-            tracing::info!(invalidation = %id, paths = ?paths, "invalidated the CDN");
-            Ok(id)
-        }
-        Err(error) => Err(PublishError::Invalidation {
-            written: written.join(", "),
-            error,
-        }),
-    }
+    let id = cdn.invalidate(&paths, &reference).await?;
+    tracing::info!(invalidation = %id, paths = ?paths, "invalidated the CDN");
+    Ok(id)
 }
 
 /// The baseline as a document: None when there is none, or when it is unreadable and `--force`
@@ -438,10 +750,20 @@ fn check_guards(
     }
 }
 
-/// Ok(true) to start the cycle again after a conflicting writer, Ok(false) when written.
-fn retry_on_conflict(put: Result<(), StoreError>, attempt: u32) -> Result<bool, PublishError> {
+/// What a conditional write came to.
+enum Put {
+    /// Written; the new version's tag.
+    Written(Option<String>),
+    /// A conflicting writer: start the cycle again from the read.
+    Retry,
+}
+
+fn retry_on_conflict(
+    put: Result<Option<String>, StoreError>,
+    attempt: u32,
+) -> Result<Put, PublishError> {
     match put {
-        Ok(()) => Ok(false),
+        Ok(etag) => Ok(Put::Written(etag)),
         Err(StoreError::Conflict { location, code }) if attempt < MAX_ATTEMPTS => {
             tracing::warn!(
                 %location,
@@ -449,7 +771,7 @@ fn retry_on_conflict(put: Result<(), StoreError>, attempt: u32) -> Result<bool, 
                 attempt,
                 "another writer changed the object since we read it; reading it again"
             );
-            Ok(true)
+            Ok(Put::Retry)
         }
         Err(StoreError::Conflict { location, .. }) => Err(PublishError::Busy { location }),
         Err(err) => Err(PublishError::Store(err)),
@@ -506,8 +828,12 @@ mod tests {
             let stored = Stored {
                 bytes,
                 etag: format!("\"v{version}\""),
+                metadata: BTreeMap::new(),
             };
             self.objects.lock().unwrap().insert(key.to_owned(), stored);
+        }
+        fn metadata(&self, key: &str) -> BTreeMap<String, String> {
+            self.objects.lock().unwrap()[key].metadata.clone()
         }
     }
 
@@ -520,9 +846,9 @@ mod tests {
             &self,
             key: &str,
             bytes: Vec<u8>,
-            _meta: &ObjectMeta,
+            meta: &ObjectMeta,
             condition: Condition,
-        ) -> Result<(), StoreError> {
+        ) -> Result<Option<String>, StoreError> {
             let interloper = if key.ends_with(".txt") {
                 self.text_interlopers.lock().unwrap().pop()
             } else {
@@ -550,7 +876,10 @@ mod tests {
                 });
             }
             self.write(key, bytes);
-            Ok(())
+            let mut objects = self.objects.lock().unwrap();
+            let stored = objects.get_mut(key).unwrap();
+            stored.metadata = meta.metadata.clone();
+            Ok(Some(stored.etag.clone()))
         }
         fn location(&self, key: &str) -> String {
             format!("mem://{key}")
@@ -626,6 +955,8 @@ mod tests {
             }),
             baseline: Baseline::Output,
             cdn,
+            announce: None,
+            prefix_lists: None,
         }
     }
 
@@ -644,7 +975,10 @@ mod tests {
             .unwrap();
         assert!(first.changed);
         assert_eq!(first.sync_token, 1000);
-        assert_eq!(store.puts(), 2);
+        // The JSON (with the record of the invalidation it owes), the text, then the JSON again
+        // with the record cleared once the invalidation is done.
+        assert_eq!(store.puts(), 3);
+        assert!(store.metadata("ip-ranges.json").is_empty());
         assert_eq!(
             store.bytes("ip-ranges.txt").unwrap(),
             b"198.18.0.1/32\n198.18.0.2/32\n"
@@ -664,7 +998,7 @@ mod tests {
         assert!(!same.changed);
         assert_eq!(same.sync_token, 1000);
         assert!(same.written.is_empty());
-        assert_eq!(store.puts(), 2);
+        assert_eq!(store.puts(), 3);
         assert_eq!(cdn.calls.lock().unwrap().len(), 1);
 
         // A new address: new syncToken, both objects rewritten and invalidated.
@@ -674,7 +1008,7 @@ mod tests {
         assert!(grown.changed);
         assert_eq!(grown.sync_token, 3000);
         assert_eq!(published(&store).prefix_count(), 3);
-        assert_eq!(store.puts(), 4);
+        assert_eq!(store.puts(), 6);
         assert_eq!(cdn.calls.lock().unwrap().len(), 2);
     }
 
@@ -885,9 +1219,199 @@ mod tests {
         let err = publish_ips(&s3(&store, Some(&cdn)), &ips(&[1]), at(1000), &options())
             .await
             .unwrap_err();
-        assert!(matches!(err, PublishError::Invalidation { .. }), "{err}");
+        assert!(matches!(err, PublishError::FollowUp { .. }), "{err}");
+        assert_eq!(err.exit_code(), 1);
         assert!(err.to_string().contains("AccessDenied"), "{err}");
+        assert!(err.to_string().contains("CloudFront"), "{err}");
         assert_eq!(published(&store).prefix_count(), 1);
+        // The invalidation stays owed, recorded on the document itself.
+        assert_eq!(
+            store.metadata("ip-ranges.json")[pending::METADATA_KEY],
+            "tasks=invalidate;added=1;removed=0"
+        );
+    }
+
+    /// An SNS topic that records what it was sent and fails the next `failures` publishes.
+    #[derive(Debug, Default)]
+    struct RecordingTopic {
+        sent: Mutex<Vec<Announcement>>,
+        failures: Mutex<u32>,
+    }
+
+    #[async_trait]
+    impl Announcer for RecordingTopic {
+        async fn announce(&self, announcement: &Announcement) -> Result<String, AwsError> {
+            let mut failures = self.failures.lock().unwrap();
+            if *failures > 0 {
+                *failures -= 1;
+                return Err(AwsError {
+                    region: "us-east-1".into(),
+                    operation: "Publish",
+                    kind: allowlist_core::AwsErrorKind::Service,
+                    code: Some("InternalError".into()),
+                    message: "try later".into(),
+                    status: Some(500),
+                });
+            }
+            let mut sent = self.sent.lock().unwrap();
+            sent.push(announcement.clone());
+            Ok(format!("m-{}", sent.len()))
+        }
+        fn topic(&self) -> &str {
+            "arn:aws:sns:us-east-1:123456789012:ip-ranges"
+        }
+    }
+
+    fn announcing<'a>(
+        store: &'a MemoryStore,
+        cdn: Option<&'a dyn Cdn>,
+        topic: &'a RecordingTopic,
+    ) -> Target<'a> {
+        Target {
+            announce: Some(Announce {
+                announcer: topic,
+                url: "https://ips.example.com/ip-ranges.json",
+            }),
+            ..s3(store, cdn)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_change_is_announced_once_and_an_unchanged_run_announces_nothing() {
+        let store = MemoryStore::default();
+        let topic = RecordingTopic::default();
+        let target = announcing(&store, None, &topic);
+        let first = publish_ips(&target, &ips(&[1, 2]), at(1000), &options())
+            .await
+            .unwrap();
+        assert_eq!(first.announcement.as_deref(), Some("m-1"));
+        let sent = topic.sent.lock().unwrap()[0].clone();
+        assert_eq!(sent.sync_token, 1000);
+        assert_eq!((sent.added, sent.removed, sent.prefixes), (2, 0, 2));
+        assert_eq!(
+            sent.md5,
+            hex::encode(<md5::Md5 as md5::Digest>::digest(
+                store.bytes("ip-ranges.json").unwrap()
+            ))
+        );
+        // Written with its record, then cleared: json + text + the clearing rewrite.
+        assert_eq!(store.puts(), 3);
+        assert!(store.metadata("ip-ranges.json").is_empty());
+
+        let same = publish_ips(&target, &ips(&[1, 2]), at(2000), &options())
+            .await
+            .unwrap();
+        assert_eq!(same.announcement, None);
+        assert_eq!(topic.sent.lock().unwrap().len(), 1);
+        assert_eq!(store.puts(), 3);
+
+        let shrunk = publish_ips(&target, &ips(&[2, 3]), at(3000), &options())
+            .await
+            .unwrap();
+        assert!(shrunk.changed);
+        let sent = topic.sent.lock().unwrap()[1].clone();
+        assert_eq!((sent.sync_token, sent.added, sent.removed), (3000, 1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_failed_announcement_is_sent_by_the_next_run_exactly_once() {
+        let store = MemoryStore::default();
+        let cdn = RecordingCdn::default();
+        let topic = RecordingTopic::default();
+        *topic.failures.lock().unwrap() = 1;
+        let target = announcing(&store, Some(&cdn), &topic);
+        let err = publish_ips(&target, &ips(&[1]), at(1000), &options())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("SNS"), "{err}");
+        assert_eq!(err.exit_code(), 1);
+        // The document is out and invalidated; only the announcement is still owed.
+        assert_eq!(published(&store).sync_token, 1000);
+        assert_eq!(cdn.calls.lock().unwrap().len(), 1);
+        assert_eq!(
+            store.metadata("ip-ranges.json")[pending::METADATA_KEY],
+            "tasks=announce;added=1;removed=0"
+        );
+
+        // Nothing changed since: the next run announces the same document, and only that.
+        let next = publish_ips(&target, &ips(&[1]), at(2000), &options())
+            .await
+            .unwrap();
+        assert!(!next.changed);
+        assert_eq!(next.completed_pending, ["announce"]);
+        assert_eq!(cdn.calls.lock().unwrap().len(), 1, "no second invalidation");
+        let sent = topic.sent.lock().unwrap().clone();
+        assert_eq!(sent.len(), 1);
+        assert_eq!((sent[0].sync_token, sent[0].added), (1000, 1));
+        assert!(store.metadata("ip-ranges.json").is_empty());
+        // And the run after that has nothing left to do.
+        publish_ips(&target, &ips(&[1]), at(3000), &options())
+            .await
+            .unwrap();
+        assert_eq!(topic.sent.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_crash_after_the_write_leaves_everything_owed_to_the_next_run() {
+        let store = MemoryStore::default();
+        let cdn = RecordingCdn::default();
+        let topic = RecordingTopic::default();
+        // What a process that died right after its PUT leaves behind: the document and its record.
+        let document = IpRanges {
+            sync_token: 1000,
+            entries: IpRanges::entries_of(&ips(&[1, 2]), "EGRESS"),
+        };
+        store.write("ip-ranges.json", document.to_json());
+        store
+            .objects
+            .lock()
+            .unwrap()
+            .get_mut("ip-ranges.json")
+            .unwrap()
+            .metadata = BTreeMap::from([(
+            pending::METADATA_KEY.to_owned(),
+            "tasks=invalidate+announce;added=2;removed=0".to_owned(),
+        )]);
+        let target = Target {
+            text: None,
+            ..announcing(&store, Some(&cdn), &topic)
+        };
+        let report = publish_ips(&target, &ips(&[1, 2]), at(5000), &options())
+            .await
+            .unwrap();
+        assert!(!report.changed);
+        assert_eq!(report.completed_pending, ["invalidate", "announce"]);
+        assert_eq!(
+            cdn.calls.lock().unwrap().as_slice(),
+            [vec!["/ip-ranges.json".to_owned()]]
+        );
+        let sent = topic.sent.lock().unwrap().clone();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(
+            sent[0].sync_token, 1000,
+            "the document in place, not a new one"
+        );
+        assert_eq!(published(&store), document);
+        assert!(store.metadata("ip-ranges.json").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_refused_run_announces_nothing_and_keeps_what_is_owed() {
+        let store = MemoryStore::default();
+        let topic = RecordingTopic::default();
+        *topic.failures.lock().unwrap() = 1;
+        let target = announcing(&store, None, &topic);
+        publish_ips(&target, &ips(&[1, 2, 3, 4, 5]), at(1000), &options())
+            .await
+            .unwrap_err();
+        let err = publish_ips(&target, &ips(&[1]), at(2000), &options())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PublishError::Refused(_)), "{err}");
+        assert!(topic.sent.lock().unwrap().is_empty());
+        assert!(store
+            .metadata("ip-ranges.json")
+            .contains_key(pending::METADATA_KEY));
     }
 
     #[tokio::test]
@@ -912,6 +1436,8 @@ mod tests {
                 key: "ip-ranges.json",
             }),
             cdn: None,
+            announce: None,
+            prefix_lists: None,
         };
         // Unchanged against the bucket: the file still gets the published document.
         let report = publish_ips(&target, &ips(&[1, 2]), at(2000), &options())

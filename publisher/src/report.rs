@@ -7,8 +7,16 @@ use allowlist_core::clock::format_instant;
 use allowlist_core::ingress::Rule;
 use std::io::Write;
 
-/// Logs the summary of a successful publish.
+/// Logs the summary of a successful publish. `prefix_lists` counts the lists synced and
+/// `prefix_lists_changed` those a modify changed; `announced` is the SNS message id;
+/// `completed_pending` names work a previous run left owed that this one did.
 pub fn published(report: &PublishReport, cycle: Option<u64>) {
+    let changed_lists = report
+        .prefix_lists
+        .iter()
+        .filter(|s| s.version.is_some())
+        .count();
+    let pending = report.completed_pending.join(",");
     tracing::info!(
         cycle,
         regions = report.regions.len(),
@@ -18,6 +26,10 @@ pub fn published(report: &PublishReport, cycle: Option<u64>) {
         sync_token = report.sync_token,
         written = %report.written.join(","),
         invalidation = report.invalidation.as_deref(),
+        announced = report.announcement.as_deref(),
+        prefix_lists = report.prefix_lists.len(),
+        prefix_lists_changed = changed_lists,
+        completed_pending = (!pending.is_empty()).then_some(pending.as_str()),
         attempts = report.attempts,
         "publish summary"
     );

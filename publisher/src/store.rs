@@ -6,17 +6,20 @@ use allowlist_core::error::AwsError;
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Largest published object we read back (a document of ~500,000 prefixes).
 pub const MAX_OBJECT_BYTES: i64 = 64 * 1024 * 1024;
 
-/// An object as read: its bytes and the version tag a conditional write refers to.
+/// An object as read: its bytes, the version tag a conditional write refers to, and its user
+/// metadata (S3's `x-amz-meta-*`, keys without the prefix; files have none).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
     pub bytes: Vec<u8>,
     pub etag: String,
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// When a write may happen.
@@ -45,6 +48,8 @@ impl Condition {
 pub struct ObjectMeta {
     pub content_type: &'static str,
     pub cache_control: String,
+    /// User metadata (S3's `x-amz-meta-*`; ignored by local files).
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// Why a read or write failed.
@@ -71,14 +76,15 @@ pub enum StoreError {
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// The object at `key`, or None when there is none.
     async fn get(&self, key: &str) -> Result<Option<Stored>, StoreError>;
-    /// Writes `bytes` to `key` if `condition` still holds.
+    /// Writes `bytes` to `key` if `condition` still holds; returns the written version's tag
+    /// (None when the store has none, e.g. stdout).
     async fn put(
         &self,
         key: &str,
         bytes: Vec<u8>,
         meta: &ObjectMeta,
         condition: Condition,
-    ) -> Result<(), StoreError>;
+    ) -> Result<Option<String>, StoreError>;
     /// How a human names the object at `key` (`s3://bucket/key`, a path, `stdout`).
     fn location(&self, key: &str) -> String;
 }
@@ -135,6 +141,10 @@ impl Store for S3Store {
             });
         }
         let etag = output.e_tag().unwrap_or_default().to_owned();
+        let metadata = output
+            .metadata()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
         let bytes = output
             .body
             .collect()
@@ -151,7 +161,11 @@ impl Store for S3Store {
             })?
             .into_bytes()
             .to_vec();
-        Ok(Some(Stored { bytes, etag }))
+        Ok(Some(Stored {
+            bytes,
+            etag,
+            metadata,
+        }))
     }
 
     async fn put(
@@ -160,7 +174,7 @@ impl Store for S3Store {
         bytes: Vec<u8>,
         meta: &ObjectMeta,
         condition: Condition,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<String>, StoreError> {
         let mut request = self
             .client
             .put_object()
@@ -168,6 +182,9 @@ impl Store for S3Store {
             .key(key)
             .content_type(meta.content_type)
             .cache_control(&meta.cache_control)
+            .set_metadata(
+                (!meta.metadata.is_empty()).then(|| meta.metadata.clone().into_iter().collect()),
+            )
             .body(ByteStream::from(bytes));
         request = match condition {
             Condition::Matches(etag) => request.if_match(etag),
@@ -175,7 +192,7 @@ impl Store for S3Store {
             Condition::Always => request,
         };
         match request.send().await {
-            Ok(_) => Ok(()),
+            Ok(out) => Ok(out.e_tag().map(str::to_owned)),
             Err(err) => {
                 let err = AwsError::from_sdk(&self.region, "PutObject", err);
                 let conflict = matches!(err.status, Some(409 | 412))
@@ -214,7 +231,11 @@ impl Store for FileStore {
         match std::fs::read(key) {
             Ok(bytes) => {
                 let etag = hex::encode(Sha256::digest(&bytes));
-                Ok(Some(Stored { bytes, etag }))
+                Ok(Some(Stored {
+                    bytes,
+                    etag,
+                    metadata: BTreeMap::new(),
+                }))
             }
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(StoreError::Io {
@@ -231,7 +252,7 @@ impl Store for FileStore {
         bytes: Vec<u8>,
         _meta: &ObjectMeta,
         _condition: Condition,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<String>, StoreError> {
         let io = |action, source| StoreError::Io {
             action,
             path: key.to_owned(),
@@ -242,16 +263,20 @@ impl Store for FileStore {
             return out
                 .write_all(&bytes)
                 .and_then(|()| out.flush())
+                .map(|()| None)
                 .map_err(|e| io("write", e));
         }
+        let etag = hex::encode(Sha256::digest(&bytes));
         // Write a sibling file and rename it over the target: readers never see half a file.
         let path = Path::new(key);
         let tmp = temp_sibling(path);
         std::fs::write(&tmp, &bytes).map_err(|e| io("write", e))?;
-        std::fs::rename(&tmp, path).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            io("replace", e)
-        })
+        std::fs::rename(&tmp, path)
+            .map(|()| Some(etag))
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                io("replace", e)
+            })
     }
 
     fn location(&self, key: &str) -> String {
@@ -279,6 +304,7 @@ mod tests {
         ObjectMeta {
             content_type: "text/plain",
             cache_control: "no-cache".into(),
+            metadata: BTreeMap::new(),
         }
     }
 

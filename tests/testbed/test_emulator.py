@@ -386,6 +386,119 @@ def test_tagged_rules_list_in_pages_quickly(emulator: Emulator) -> None:
     assert len({rule for page in pages for rule in page}) == 1200
     print(f"1,200 tagged rules listed in 2 pages in {took:.2f} s")
     assert took < 20, f"listing took {took:.1f} s"
+# ---- Managed prefix lists ---------------------------------------------------
+
+
+def prefix_list(client: Any, cidrs: list[str], max_entries: int = 5, name: str = "egress") -> str:
+    created = client.create_managed_prefix_list(
+        PrefixListName=name, AddressFamily="IPv4", MaxEntries=max_entries,
+        Entries=[{"Cidr": c, "Description": "seed"} for c in cidrs],
+    )
+    return created["PrefixList"]["PrefixListId"]
+
+
+def described(client: Any, pl_id: str) -> dict[str, Any]:
+    return client.describe_managed_prefix_lists(PrefixListIds=[pl_id])["PrefixLists"][0]
+
+
+def entry_cidrs(client: Any, pl_id: str, **kwargs: Any) -> set[str]:
+    entries = client.get_managed_prefix_list_entries(PrefixListId=pl_id, **kwargs)["Entries"]
+    return {e["Cidr"] for e in entries}
+
+
+def test_prefix_list_stale_version_is_a_mismatch_and_changes_nothing(emulator: Emulator) -> None:
+    client = ec2(emulator)
+    pl_id = prefix_list(client, ["192.0.2.1/32"])
+    # Someone else moves the list to version 2.
+    client.modify_managed_prefix_list(
+        PrefixListId=pl_id, CurrentVersion=1, AddEntries=[{"Cidr": "192.0.2.2/32"}]
+    )
+    # A writer that read version 1 must not have its change applied on top.
+    err = error_of(
+        client.modify_managed_prefix_list,
+        PrefixListId=pl_id, CurrentVersion=1, RemoveEntries=[{"Cidr": "192.0.2.2/32"}],
+    )
+    assert err.response["Error"]["Code"] == "PrefixListVersionMismatch"
+    assert err.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert described(client, pl_id)["Version"] == 2
+    assert entry_cidrs(client, pl_id) == {"192.0.2.1/32", "192.0.2.2/32"}
+    # The current version applies; without CurrentVersion the change is unconditional.
+    client.modify_managed_prefix_list(
+        PrefixListId=pl_id, CurrentVersion=2, RemoveEntries=[{"Cidr": "192.0.2.2/32"}]
+    )
+    client.modify_managed_prefix_list(PrefixListId=pl_id, AddEntries=[{"Cidr": "192.0.2.3/32"}])
+    assert described(client, pl_id)["Version"] == 4
+    assert entry_cidrs(client, pl_id) == {"192.0.2.1/32", "192.0.2.3/32"}
+    assert entry_cidrs(client, pl_id, TargetVersion=2) == {"192.0.2.1/32", "192.0.2.2/32"}
+
+
+def test_prefix_list_max_entries_is_enforced(emulator: Emulator) -> None:
+    client = ec2(emulator)
+    pl_id = prefix_list(client, ["192.0.2.1/32", "192.0.2.2/32"], max_entries=3)
+    err = error_of(
+        client.modify_managed_prefix_list,
+        PrefixListId=pl_id, CurrentVersion=1,
+        AddEntries=[{"Cidr": "192.0.2.3/32"}, {"Cidr": "192.0.2.4/32"}],
+    )
+    assert err.response["Error"]["Code"] == "PrefixListMaxEntriesExceeded"
+    assert described(client, pl_id)["Version"] == 1
+    assert entry_cidrs(client, pl_id) == {"192.0.2.1/32", "192.0.2.2/32"}
+    # Swapping entries within the limit is fine (removals count first).
+    client.modify_managed_prefix_list(
+        PrefixListId=pl_id, CurrentVersion=1,
+        AddEntries=[{"Cidr": "192.0.2.3/32"}, {"Cidr": "192.0.2.4/32"}],
+        RemoveEntries=[{"Cidr": "192.0.2.1/32"}],
+    )
+    assert entry_cidrs(client, pl_id) == {"192.0.2.2/32", "192.0.2.3/32", "192.0.2.4/32"}
+    err = error_of(client.create_managed_prefix_list, PrefixListName="x", AddressFamily="IPv4",
+                   MaxEntries=1, Entries=[{"Cidr": "192.0.2.1/32"}, {"Cidr": "192.0.2.2/32"}])
+    assert err.response["Error"]["Code"] == "PrefixListMaxEntriesExceeded"
+
+
+def test_prefix_list_resize_is_its_own_call(emulator: Emulator) -> None:
+    client = ec2(emulator)
+    pl_id = prefix_list(client, ["192.0.2.1/32", "192.0.2.2/32"], max_entries=2)
+    err = error_of(
+        client.modify_managed_prefix_list,
+        PrefixListId=pl_id, MaxEntries=3, AddEntries=[{"Cidr": "192.0.2.3/32"}],
+    )
+    assert err.response["Error"]["Code"] == "InvalidParameterCombination"
+    err = error_of(client.modify_managed_prefix_list, PrefixListId=pl_id, MaxEntries=1)
+    assert err.response["Error"]["Code"] == "InvalidParameterValue"
+    client.modify_managed_prefix_list(PrefixListId=pl_id, MaxEntries=3)
+    pl = described(client, pl_id)
+    assert (pl["MaxEntries"], pl["Version"]) == (3, 1), "a resize is not a new version"
+    client.modify_managed_prefix_list(
+        PrefixListId=pl_id, CurrentVersion=1, AddEntries=[{"Cidr": "192.0.2.3/32"}]
+    )
+    assert len(entry_cidrs(client, pl_id)) == 3
+
+
+def test_prefix_list_modify_keeps_the_name_and_checks_the_id(emulator: Emulator) -> None:
+    client = ec2(emulator)
+    pl_id = prefix_list(client, ["192.0.2.1/32"], name="customer-egress")
+    client.modify_managed_prefix_list(
+        PrefixListId=pl_id, CurrentVersion=1, AddEntries=[{"Cidr": "192.0.2.2/32"}]
+    )
+    assert described(client, pl_id)["PrefixListName"] == "customer-egress"
+    client.modify_managed_prefix_list(PrefixListId=pl_id, PrefixListName="renamed")
+    assert described(client, pl_id)["PrefixListName"] == "renamed"
+    for call, kwargs in [
+        (client.modify_managed_prefix_list, {"AddEntries": [{"Cidr": "192.0.2.9/32"}]}),
+        (client.get_managed_prefix_list_entries, {}),
+    ]:
+        err = error_of(call, PrefixListId="pl-0000000000000000f", **kwargs)
+        assert err.response["Error"]["Code"] == "InvalidPrefixListID.NotFound"
+
+
+def test_prefix_list_takes_at_most_100_entries_per_request(emulator: Emulator) -> None:
+    client = ec2(emulator)
+    pl_id = prefix_list(client, [], max_entries=1000)
+    many = [{"Cidr": f"10.0.{n // 256}.{n % 256}/32"} for n in range(101)]
+    err = error_of(client.modify_managed_prefix_list, PrefixListId=pl_id, CurrentVersion=1, AddEntries=many)
+    assert err.response["Error"]["Code"] == "InvalidParameterValue"
+    client.modify_managed_prefix_list(PrefixListId=pl_id, CurrentVersion=1, AddEntries=many[:100])
+    assert len(entry_cidrs(client, pl_id)) == 100
 
 
 # ---- Regions ----------------------------------------------------------------
