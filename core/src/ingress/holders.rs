@@ -88,7 +88,8 @@ impl Hold {
 
 impl Rule {
     /// The grants holding this rule. A rule from before sharing (no holder tag) is held by its
-    /// `allowlist:grant-id` until its `allowlist:expires-at`. None when a holder's expiry cannot
+    /// `allowlist:grant-id` (or, without one, by no grant in particular) until its
+    /// `allowlist:expires-at`. None when a holder's expiry cannot
     /// be read: nobody can tell when such a rule stops being wanted.
     pub fn holders(&self) -> Option<BTreeMap<String, Hold>> {
         let mut holders = BTreeMap::new();
@@ -106,7 +107,8 @@ impl Rule {
                 expires_at: parse_instant(self.tags.get(tags::EXPIRES_AT)?)?,
                 granted_by: self.tags.get(tags::GRANTED_BY).cloned(),
             };
-            holders.insert(self.grant_id()?.to_owned(), hold);
+            // A rule tagged by hand without a grant id still expires by its tag.
+            holders.insert(self.grant_id().unwrap_or_default().to_owned(), hold);
         }
         Some(holders)
     }
