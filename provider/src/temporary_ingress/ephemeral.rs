@@ -156,9 +156,13 @@ impl EphemeralResource for EphemeralIngress {
         let provider = self.provider.get()?;
         let handle = Handle::from_bytes(private)?;
         let now = self.clock.now();
-        let rules = ingress::grant_rules(&provider.aws, &handle.region, &[handle.id.clone()])
-            .await
-            .map_err(|e| Diagnostics::from(aws_error("Unable to Renew Ingress Grant", &e)))?;
+        let rules = ingress::grant_rules(
+            &provider.aws,
+            &handle.region,
+            std::slice::from_ref(&handle.id),
+        )
+        .await
+        .map_err(|e| Diagnostics::from(aws_error("Unable to Renew Ingress Grant", &e)))?;
         if rules.is_empty() {
             return Err(Diagnostic::error(
                 "Ingress Grant Gone",
@@ -196,9 +200,13 @@ impl EphemeralResource for EphemeralIngress {
         let result = async {
             let provider = self.provider.get()?;
             let handle = Handle::from_bytes(private)?;
-            let rules = ingress::grant_rules(&provider.aws, &handle.region, &[handle.id.clone()])
-                .await
-                .map_err(|e| Diagnostics::from(aws_error("Unable to Close Ingress Grant", &e)))?;
+            let rules = ingress::grant_rules(
+                &provider.aws,
+                &handle.region,
+                std::slice::from_ref(&handle.id),
+            )
+            .await
+            .map_err(|e| Diagnostics::from(aws_error("Unable to Close Ingress Grant", &e)))?;
             ingress::release(
                 &provider.aws,
                 &handle.region,
