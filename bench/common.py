@@ -60,6 +60,24 @@ def exit_on_signals() -> None:
         signal.signal(sig, handler)
 
 
+def budget(script: str, seconds: float) -> None:
+    """Stop `script` (its name in the message) with exit 128+SIGALRM once `seconds` have
+    passed, unwinding through `finally` blocks; `signal.alarm(0)` cancels it."""
+
+    def over_budget(signum: int, _frame: Any) -> None:
+        print(f"{script}: over the budget of {seconds:.0f}s, stopping", file=sys.stderr)
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGALRM, over_budget)
+    signal.alarm(int(seconds))
+
+
+def drop_aws_env() -> None:
+    """Hermetic: no inherited AWS_* in this process either (boto3 seed clients)."""
+    for name in [k for k in os.environ if k.startswith("AWS_")]:
+        del os.environ[name]
+
+
 def client_cert_pem() -> str:
     """A one-time self-signed ECDSA P-521 CA certificate, like the one Terraform (go-plugin
     AutoMTLS) puts in PLUGIN_CLIENT_CERT."""

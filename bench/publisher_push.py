@@ -104,8 +104,7 @@ def main() -> int:
     common.exit_on_signals()
     binary = args.binary.resolve()
     common.require(binary, "cargo build --workspace --locked")
-    for name in [k for k in os.environ if k.startswith("AWS_")]:
-        del os.environ[name]
+    common.drop_aws_env()
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-publisher-push-"))
     emulator: Emulator | None = None

@@ -139,16 +139,10 @@ def main() -> int:
     args = parser.parse_args()
     common.exit_on_signals()
 
-    def over_budget(signum: int, _frame: Any) -> None:
-        print(f"bench/revocation.py: over the budget of {args.budget:.0f}s, stopping", file=sys.stderr)
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGALRM, over_budget)
-    signal.alarm(int(args.budget))
+    common.budget("bench/revocation.py", args.budget)
     binary = args.binary.resolve()
     common.require(binary, "cargo build -p allowlist-publisher")
-    for name in [k for k in os.environ if k.startswith("AWS_")]:
-        del os.environ[name]
+    common.drop_aws_env()
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-revocation-"))
     emulator: Emulator | None = None
