@@ -40,48 +40,63 @@ pub fn releasing_key(grant_id: &str) -> String {
 }
 
 /// One grant's hold on a rule: the value of its holder tag,
-/// `<created-at>/<expires-at> <granted-by>` (an ISO 8601 interval, a space, the caller ARN).
+/// `<created-at>/<expires-at> <granted-by>` (an ISO 8601 interval, a space, the caller ARN), and
+/// ` ephemeral` after it for a grant made for one Terraform run. (The rule-level
+/// `allowlist:ephemeral` tag only says what its creator was; a shared rule's holders differ.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hold {
     pub created_at: Option<SystemTime>,
     pub expires_at: SystemTime,
     pub granted_by: Option<String>,
+    pub ephemeral: bool,
 }
+
+/// The word after the caller ARN marking an ephemeral grant's hold.
+const EPHEMERAL_MARK: &str = "ephemeral";
 
 /// Longest tag value AWS accepts.
 const MAX_TAG_VALUE: usize = 256;
 
 impl Hold {
     /// The holder tag's value; a caller ARN too long for AWS's 256 characters is cut short (the
-    /// creator's full ARN is also in `allowlist:granted-by`).
+    /// creator's full ARN is also in `allowlist:granted-by`), never the ephemeral mark.
     pub fn value(&self) -> String {
         let created = self.created_at.map(format_instant).unwrap_or_default();
         let mut value = format!("{created}/{}", format_instant(self.expires_at));
-        if let Some(by) = &self.granted_by {
+        let mark = if self.ephemeral {
+            format!(" {EPHEMERAL_MARK}")
+        } else {
+            String::new()
+        };
+        if self.granted_by.is_some() || self.ephemeral {
             value.push(' ');
-            value.push_str(by);
+            value.push_str(self.granted_by.as_deref().unwrap_or_default());
         }
-        if value.len() > MAX_TAG_VALUE {
-            let mut end = MAX_TAG_VALUE;
+        let room = MAX_TAG_VALUE - mark.len();
+        if value.len() > room {
+            let mut end = room;
             while !value.is_char_boundary(end) {
                 end -= 1;
             }
             value.truncate(end);
         }
+        value.push_str(&mark);
         value
     }
 
-    /// Reads a holder tag's value; None when the expiry cannot be read.
+    /// Reads a holder tag's value; None when the expiry cannot be read. Words after the caller
+    /// ARN other than the ephemeral mark are ignored (room for later marks).
     pub fn parse(value: &str) -> Option<Hold> {
-        let (interval, by) = match value.split_once(' ') {
-            Some((interval, by)) => (interval, Some(by.to_owned())),
-            None => (value, None),
-        };
+        let mut words = value.split(' ');
+        let interval = words.next()?;
+        let by = words.next().filter(|b| !b.is_empty()).map(str::to_owned);
+        let ephemeral = words.any(|w| w == EPHEMERAL_MARK);
         let (created, expires) = interval.split_once('/')?;
         Some(Hold {
             created_at: parse_instant(created),
             expires_at: parse_instant(expires)?,
-            granted_by: by.filter(|b| !b.is_empty()),
+            granted_by: by,
+            ephemeral,
         })
     }
 }
@@ -106,6 +121,7 @@ impl Rule {
                     .and_then(|s| parse_instant(s)),
                 expires_at: parse_instant(self.tags.get(tags::EXPIRES_AT)?)?,
                 granted_by: self.tags.get(tags::GRANTED_BY).cloned(),
+                ephemeral: self.tags.get(tags::EPHEMERAL).map(String::as_str) == Some("true"),
             };
             // A rule tagged by hand without a grant id still expires by its tag.
             holders.insert(self.grant_id().unwrap_or_default().to_owned(), hold);
@@ -262,6 +278,7 @@ mod tests {
             created_at: Some(at(0)),
             expires_at: at(expires),
             granted_by: Some("arn:aws:iam::123456789012:user/alice".into()),
+            ephemeral: false,
         }
     }
 
@@ -319,6 +336,42 @@ mod tests {
         );
         assert_eq!(Hold::parse("2025-11-21T12:01:00Z"), None);
         assert_eq!(Hold::parse("x/y z"), None);
+    }
+
+    #[test]
+    fn an_ephemeral_hold_keeps_its_mark_whatever_the_arn() {
+        let e = Hold {
+            ephemeral: true,
+            ..hold(60)
+        };
+        assert_eq!(
+            e.value(),
+            "2025-11-21T12:00:00Z/2025-11-21T12:01:00Z arn:aws:iam::123456789012:user/alice ephemeral"
+        );
+        assert_eq!(Hold::parse(&e.value()), Some(e.clone()));
+        let long = Hold {
+            granted_by: Some(format!("arn:aws:iam::1:user/{}", "x".repeat(300))),
+            ..e
+        };
+        assert_eq!(long.value().len(), 256);
+        assert!(long.value().ends_with("x ephemeral"));
+        assert!(Hold::parse(&long.value()).is_some_and(|h| h.ephemeral));
+        let anonymous = Hold {
+            granted_by: None,
+            ..hold(60)
+        };
+        assert_eq!(Hold::parse(&anonymous.value()), Some(anonymous.clone()));
+        let anonymous = Hold {
+            ephemeral: true,
+            ..anonymous
+        };
+        assert_eq!(Hold::parse(&anonymous.value()), Some(anonymous));
+        // Marks a later version may add are ignored, not misread as the ARN.
+        let later = Hold::parse("/2025-11-21T12:01:00Z arn:x knock ephemeral");
+        assert_eq!(
+            later.map(|h| (h.granted_by, h.ephemeral)),
+            Some((Some("arn:x".into()), true))
+        );
     }
 
     #[test]

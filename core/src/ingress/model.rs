@@ -264,6 +264,7 @@ impl Grant {
             created_at: Some(self.created_at),
             expires_at: self.expires_at,
             granted_by: Some(self.granted_by.clone()),
+            ephemeral: self.ephemeral,
         }
     }
 

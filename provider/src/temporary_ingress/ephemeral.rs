@@ -177,6 +177,7 @@ impl EphemeralResource for EphemeralIngress {
             created_at: Some(handle.created_at),
             expires_at: now + handle.ttl,
             granted_by: Some(handle.granted_by.clone()),
+            ephemeral: true,
         };
         ingress::set_expiry(
             &provider.aws,

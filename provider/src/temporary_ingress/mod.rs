@@ -527,6 +527,7 @@ impl TemporaryIngress {
                 created_at: new.created_at(),
                 expires_at,
                 granted_by: new.granted_by.as_known().cloned(),
+                ephemeral: false,
             };
             ingress::set_expiry(aws, region, id, &rules, &hold, self.clock.now())
                 .await
