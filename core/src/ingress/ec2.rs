@@ -182,12 +182,37 @@ pub async fn group_rules(
 
 /// Every rule in `region` that carries our managed-by tag, of any grant (one call per page).
 pub async fn managed_rules(aws: &Aws, region: &str) -> Result<Vec<Rule>, AwsError> {
-    let filters = vec![Filter::builder()
-        .name(format!("tag:{}", tags::MANAGED_BY))
-        .values(tags::MANAGED_BY_VALUE)
-        .build()];
-    let mut rules = describe_rules(aws, region, filters).await?;
-    rules.retain(Rule::is_managed);
+    managed_rules_in(aws, region, &[]).await
+}
+
+/// Every rule carrying our managed-by tag in `group_ids` (every group when empty) of `region`:
+/// one call per page, and per 200 groups.
+pub async fn managed_rules_in(
+    aws: &Aws,
+    region: &str,
+    group_ids: &[String],
+) -> Result<Vec<Rule>, AwsError> {
+    let managed = || {
+        Filter::builder()
+            .name(format!("tag:{}", tags::MANAGED_BY))
+            .values(tags::MANAGED_BY_VALUE)
+            .build()
+    };
+    let mut rules = Vec::new();
+    if group_ids.is_empty() {
+        rules = describe_rules(aws, region, vec![managed()]).await?;
+    }
+    for chunk in group_ids.chunks(FILTER_VALUES) {
+        let groups = Filter::builder()
+            .name("group-id")
+            .set_values(Some(chunk.to_vec()))
+            .build();
+        rules.extend(describe_rules(aws, region, vec![managed(), groups]).await?);
+    }
+    // Checked again here: the result must not depend on the server honouring filters.
+    rules.retain(|r| r.is_managed() && (group_ids.is_empty() || group_ids.contains(&r.group_id)));
+    rules.sort();
+    rules.dedup_by(|a, b| a.id == b.id);
     Ok(rules)
 }
 

@@ -5,11 +5,12 @@
 //!   checks of user input, and [`plan_authorize`], the decision of what authorizing must do.
 //! - [`holders`]: pure. How several grants share one identical rule (holder tags, and the
 //!   join/release protocol that keeps a leaver from revoking what a joiner holds).
+//! - [`listing`]: who holds access, read back from the rules' holder tags.
 //! - [`ec2`]: the AWS calls, in terms of the model's types.
 //!
 //! Errors, one type per family of operations:
 //! - reading rules and groups ([`missing_groups`], [`grant_rules`], [`group_rules`],
-//!   [`managed_rules`]) fails with [`AwsError`](crate::AwsError): the region, operation and code;
+//!   [`managed_rules`], [`list_grants`]) fails with [`AwsError`](crate::AwsError): the region, operation and code;
 //! - changing a grant's rules ([`authorize`], [`release`], [`set_expiry`], [`retag`],
 //!   [`remove_tags`], [`set_description`], [`revoke`]) fails with [`GrantError`], which adds the security group to blame and the
 //!   refusals only a change can meet (a foreign or undated identical rule, a contended shared
@@ -19,14 +20,16 @@
 
 pub mod ec2;
 pub mod holders;
+pub mod listing;
 pub mod model;
 
 pub(crate) use ec2::revoke_in_group;
 pub use ec2::{
-    authorize, grant_rules, group_rules, managed_rules, missing_groups, release, remove_tags,
-    retag, revoke, set_description, set_expiry,
+    authorize, grant_rules, group_rules, managed_rules, managed_rules_in, missing_groups, release,
+    remove_tags, retag, revoke, set_description, set_expiry,
 };
 pub use holders::{Hold, RELEASE_STALE};
+pub use listing::{grants_in, list_grants, HeldGrant};
 pub(crate) use model::{by_group, rule_ids};
 pub use model::{
     check_cidr, check_description, check_group_id, check_user_tag_key, new_grant_id,
