@@ -6,6 +6,7 @@
 
 pub mod diagnostics;
 pub mod egress_ips;
+pub mod grants;
 pub mod provider;
 pub mod provider_data;
 pub mod temporary_ingress;

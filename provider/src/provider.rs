@@ -3,6 +3,7 @@
 //! clients are built once per provider process and shared by every data source and resource.
 
 use crate::egress_ips::EgressIpsDataSource;
+use crate::grants::GrantsDataSource;
 use crate::provider_data::{ProviderData, ProviderDataCell};
 use crate::temporary_ingress::{EphemeralIngress, TemporaryIngress};
 use crate::tfplugin::{
@@ -335,7 +336,10 @@ impl Provider for AllowlistProvider {
     }
 
     fn data_sources(&self) -> Vec<Arc<dyn DataSource>> {
-        vec![Arc::new(EgressIpsDataSource::new(self.data.clone()))]
+        vec![
+            Arc::new(EgressIpsDataSource::new(self.data.clone())),
+            Arc::new(GrantsDataSource::new(self.data.clone(), self.clock.clone())),
+        ]
     }
 
     fn resources(&self) -> Vec<Arc<dyn Resource>> {

@@ -7,8 +7,9 @@ every listing of our rules takes three pages, so these tests fail if a caller
 stops after the first page or follows the token wrongly.
 
 This module owns: the sweep over 2,520 managed rules revoking exactly the
-expired ones, and the provider's refresh snapshot finding a grant whose rule
-lies beyond the first page.
+expired ones, the provider's refresh snapshot finding a grant whose rule
+lies beyond the first page, and `data "allowlist_grants"` listing every grant
+over those pages.
 """
 
 from __future__ import annotations
@@ -170,3 +171,23 @@ output "rule_ids" {{ value = allowlist_temporary_ingress.oncall.rule_ids }}
     assert terraform.plan_detailed() == 0, "the grant beyond the first page was not found"
     listed = emulator.count(region=REGION, action="DescribeSecurityGroupRules")
     assert listed == 3, f"the refresh made {listed} DescribeSecurityGroupRules calls, not one snapshot of 3 pages"
+
+    # `data "allowlist_grants"` over the same three pages: every grant of the region, the 45
+    # expired ones (rules from before sharing, held by their grant-id) marked so.
+    terraform.write("grants.tf", """\
+data "allowlist_grants" "all" { include_expired = true }
+
+output "grants" {
+  value = { for g in data.allowlist_grants.all.grants : g.id => [g.expired, length(g.rule_ids)] }
+}
+""")
+    emulator.clear_requests()
+    terraform.run("apply", "-auto-approve", "-no-color", "-refresh=false")
+    listed = emulator.count(region=REGION, action="DescribeSecurityGroupRules")
+    assert listed == 3, f"the grants data source made {listed} DescribeSecurityGroupRules calls, not 3 pages"
+    grants = terraform.output()["grants"]["value"]
+    assert len(grants) == 2 * GROUPS + 1
+    assert sum(expired for expired, _ in grants.values()) == GROUPS
+    assert all(count == PER_CALL for gid, (_, count) in grants.items() if gid.startswith("grant-0"))
+    oncall = [v for gid, v in grants.items() if not gid.startswith("grant-0")]
+    assert oncall == [[False, 2]]
