@@ -3,7 +3,8 @@
 Terraform 1.15.5 (ephemeral resources need >= 1.10) against the emulator. A second provider
 configuration takes the ephemeral grant's id in its `ip_lookup_url`, so the stand-in IP service is
 asked, mid-run, with the grant id in the query: at that moment the test looks at the emulator.
-After the run nothing of the grant remains, on AWS or in the state.
+After the run nothing of the grant remains, on AWS or in the state. Also: a later step lists
+the grant through `data "allowlist_grants"`, and two overlapping runs from one IP share its rule.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qs, urlparse
 
@@ -135,3 +137,138 @@ def test_a_killed_run_leaves_only_rules_that_expire_and_get_swept(terraform, emu
     swept = publisher.run("sweep", "--regions", "us-east-1", env={"ALLOWLIST_CLOCK_OFFSET": "16m"})
     assert swept.rc == 0, swept.stderr
     assert ingress_rules(emulator, [db]) == []
+
+
+def test_a_later_step_lists_the_ephemeral_grant_as_ephemeral(terraform, emulator, my_ip, groups):
+    db, bastion = groups
+    seen: dict[str, list[dict]] = {}
+
+    def during(path: str) -> None:
+        for grant in parse_qs(urlparse(path).query).get("grant", []):
+            seen[grant] = ingress_rules(emulator, [db])
+
+    my_ip.on_get = during
+    # Through the provider configured from the grant, read after the step that needs it (so
+    # during the apply, while the grant is open): who holds access to the database.
+    terraform.write("main.tf", run_config(my_ip, db, bastion) + f"""
+data "allowlist_grants" "db" {{
+  provider           = allowlist.during
+  security_group_ids = {json.dumps([db])}
+  depends_on         = [allowlist_temporary_ingress.bastion]
+}}
+
+output "db_grants" {{ value = data.allowlist_grants.db.grants }}
+""")
+    terraform.apply()
+    [grant] = seen
+    [rule] = seen[grant]
+    [listed] = terraform.output()["db_grants"]["value"]
+    assert listed["id"] == grant and listed["ephemeral"] is True and listed["expired"] is False
+    assert listed["rule_ids"] == [rule["SecurityGroupRuleId"]] and listed["ports"] == [5432]
+    assert listed["cidr_blocks"] == ["198.51.100.77/32"] and listed["granted_by"].startswith("arn:aws:")
+    assert f"allowlist:holder:{grant}" in rule["TagMap"]
+    assert rule["TagMap"][f"allowlist:holder:{grant}"].endswith(" ephemeral")
+
+    # Closed at the end of the run. The state holds no ephemeral resource: the grant's id is
+    # there only inside the listing the configuration asked for.
+    assert ingress_rules(emulator, [db]) == []
+    state = json.loads((terraform.workdir / "terraform.tfstate").read_text())
+    assert {r["mode"] for r in state["resources"]} == {"managed", "data"}
+    assert not any(r["type"] == "allowlist_temporary_ingress" and r["mode"] != "managed" for r in state["resources"])
+
+
+def overlapping_config(my_ip, db: str, bastion: str, run: str, gate: str) -> str:
+    """The CI run `run`: the ephemeral grant on the database, then a step that needs it and
+    waits (a local-exec, bounded to 120 s) until the file `gate`.go exists, having written
+    `gate`.waiting."""
+    port = {"a": 22, "b": 2222}[run]
+    wait = (f"touch {gate}.waiting; i=0; "
+            f"while [ ! -f {gate}.go ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done; test -f {gate}.go")
+    return conftest.config(f"""
+ephemeral "allowlist_temporary_ingress" "ci" {{
+  security_group_ids = {json.dumps([db])}
+  ports              = [5432]
+  description        = "ci run"
+}}
+
+provider "allowlist" {{
+  alias         = "during"
+  ip_lookup_url = "{my_ip.url}?run={run}&grant=${{ephemeral.allowlist_temporary_ingress.ci.id}}"
+}}
+
+resource "allowlist_temporary_ingress" "bastion" {{
+  provider           = allowlist.during
+  security_group_ids = {json.dumps([bastion])}
+  ports              = [{port}]
+  ttl                = "1h"
+
+  provisioner "local-exec" {{
+    command = {json.dumps(wait)}
+  }}
+}}
+""", ip_lookup_url=my_ip.url)
+
+
+def test_two_runs_from_one_ip_share_the_rule_until_the_later_closes(terraform, emulator, my_ip, groups, tmp_path):
+    db, bastion = groups
+    grants: dict[str, str] = {}
+
+    def during(path: str) -> None:
+        query = parse_qs(urlparse(path).query)
+        if "grant" in query:
+            grants[query["run"][0]] = query["grant"][0]
+
+    my_ip.on_get = during
+    second = conftest.TerraformRunner(terraform.version, terraform.binary, tmp_path / "second", terraform.env)
+    second.workdir.mkdir()
+    gate = {run: tmp_path / f"gate-{run}" for run in "ab"}
+    terraform.write("main.tf", overlapping_config(my_ip, db, bastion, "a", str(gate["a"])))
+    second.write("main.tf", overlapping_config(my_ip, db, bastion, "b", str(gate["b"])))
+
+    def wait_for(path, process) -> None:
+        for _ in range(1200):  # 120 s at most
+            if path.exists() or process.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert path.exists(), f"the run ended (rc {process.poll()}) before it reached its step"
+
+    processes = []
+    try:
+        # Run a reaches its step, holding its grant on the database.
+        a = terraform.start("apply", "-auto-approve", "-no-color")
+        processes.append(a)
+        wait_for(gate["a"].with_suffix(".waiting"), a)
+        [rule] = ingress_rules(emulator, [db])
+        holders = {k for k in rule["TagMap"] if k.startswith("allowlist:holder:")}
+        assert holders == {f"allowlist:holder:{grants['a']}"}
+
+        # Run b, from the same IP, gets its own grant: it shares the one rule (AWS allows no
+        # second identical rule) and does not fail on it.
+        b = second.start("apply", "-auto-approve", "-no-color")
+        processes.append(b)
+        wait_for(gate["b"].with_suffix(".waiting"), b)
+        [shared] = ingress_rules(emulator, [db])
+        assert shared["SecurityGroupRuleId"] == rule["SecurityGroupRuleId"]
+        holders = {k for k in shared["TagMap"] if k.startswith("allowlist:holder:")}
+        assert holders == {f"allowlist:holder:{grants['a']}", f"allowlist:holder:{grants['b']}"}
+        assert grants["a"] != grants["b"]
+
+        # Run a ends first: its close leaves the rule to run b, which still runs.
+        gate["a"].with_suffix(".go").touch()
+        out_a, err_a = a.communicate(timeout=120)
+        assert a.returncode == 0, err_a
+        [kept] = ingress_rules(emulator, [db])
+        assert kept["SecurityGroupRuleId"] == rule["SecurityGroupRuleId"]
+        holders = {k for k in kept["TagMap"] if k.startswith("allowlist:holder:")}
+        assert holders == {f"allowlist:holder:{grants['b']}"}
+
+        # Run b ends: the last holder closes, and the rule goes.
+        gate["b"].with_suffix(".go").touch()
+        out_b, err_b = b.communicate(timeout=120)
+        assert b.returncode == 0, err_b
+        assert ingress_rules(emulator, [db]) == []
+    finally:
+        for run in "ab":
+            gate[run].with_suffix(".go").touch()
+        for process in processes:
+            conftest.kill_group(process)

@@ -221,9 +221,11 @@ fn schema(kind: Kind) -> Schema {
             Kind::Ephemeral => "Access for one Terraform run (Terraform >= 1.10): the same grant as the \
              `allowlist_temporary_ingress` resource, opened when the run first needs it, its expiry moved \
              forward while the run lasts, and revoked when the run ends; never stored in state or plan. \
-             Rules carry the same tags (plus `allowlist:ephemeral = true`), so if the run is killed they \
-             expire at their `ttl` and `allowlist-publisher sweep` revokes them. Grants opening the same \
-             permission (two runs from one IP) share its rule; the last one to close revokes it.\n\n\
+             Rules carry the same tags (plus `allowlist:ephemeral = true`, and the grant's holder tag marked \
+             `ephemeral`), so if the run is killed they expire at their `ttl` and `allowlist-publisher sweep` \
+             revokes them; `data \"allowlist_grants\"` lists the grant with `ephemeral = true`. Grants opening \
+             the same permission (two runs from one IP) share its rule; the last one to close revokes it. \
+             See the guide \"Access for CI runs\".\n\n\
              ~> A security group opened by a grant must not declare inline `ingress {}` blocks in hashicorp/aws's \
              `aws_security_group`: that resource owns every rule of the group and removes the grant's rule when \
              it is applied during the run. Declare permanent rules with `aws_vpc_security_group_ingress_rule` \
