@@ -5,6 +5,7 @@
 //!   checks of user input, and [`plan_authorize`], the decision of what authorizing must do.
 //! - [`holders`]: pure. How several grants share one identical rule (holder tags, and the
 //!   join/release protocol that keeps a leaver from revoking what a joiner holds).
+//! - [`grantor`]: pure. The grants one grantor (`granted_by`) holds, read from holder tags.
 //! - [`ec2`]: the AWS calls, in terms of the model's types.
 //!
 //! Errors, one type per family of operations:
@@ -18,6 +19,7 @@
 //! Rules without our `managed-by` tag are never modified or revoked.
 
 pub mod ec2;
+pub mod grantor;
 pub mod holders;
 pub mod model;
 
@@ -26,6 +28,7 @@ pub use ec2::{
     authorize, grant_rules, group_rules, managed_rules, missing_groups, release, remove_tags,
     retag, revoke, set_description, set_expiry,
 };
+pub use grantor::{grants_of, GrantorGrant};
 pub use holders::{Hold, RELEASE_STALE};
 pub(crate) use model::{by_group, rule_ids};
 pub use model::{
