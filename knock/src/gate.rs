@@ -125,7 +125,7 @@ fn door_grants(
         .cloned()
         .collect();
     let mut grants = grants_of(&on_door, granted_by);
-    grants.sort_by(|a, b| b.hold.expires_at.cmp(&a.hold.expires_at));
+    grants.sort_by_key(|g| std::cmp::Reverse(g.hold.expires_at));
     grants
 }
 
@@ -174,83 +174,78 @@ impl AwsGate {
 }
 
 impl Gate for AwsGate {
-    fn knock(
-        &self,
-        r: KnockRequest<'_>,
-    ) -> impl Future<Output = Result<Knocked, GateError>> + Send {
-        async move {
-            let door = r.door;
-            let region = door.region.as_str();
-            let rules = group_rules(&self.aws, region, &door.group_ids).await?;
-            let existing = door_grants(door, &rules, r.granted_by, Some(r.cidr))
-                .into_iter()
-                .find(|g| g.is_live(r.now));
-            if let Some(grant) = existing {
-                let expires_at = grant.hold.expires_at.max(r.now + r.ttl);
-                let created_at = grant.hold.created_at.unwrap_or(r.now);
-                let mut held = grant.rules.clone();
-                let missing = door.group_ids.iter().any(|g| {
-                    door.permissions(r.cidr)
-                        .iter()
-                        .any(|p| !held.iter().any(|h| &h.group_id == g && h.opens(p)))
-                });
-                if missing {
-                    // The door gained a port or a group since: the same grant takes it too.
-                    let full = door.grant(
-                        grant.grant_id.clone(),
-                        r.cidr,
-                        r.granted_by.to_owned(),
-                        created_at,
-                        expires_at,
-                    );
-                    held = authorize(&self.aws, &full, r.now).await?;
-                }
-                let hold = Hold {
-                    created_at: Some(created_at),
+    async fn knock(&self, r: KnockRequest<'_>) -> Result<Knocked, GateError> {
+        let door = r.door;
+        let region = door.region.as_str();
+        let rules = group_rules(&self.aws, region, &door.group_ids).await?;
+        let existing = door_grants(door, &rules, r.granted_by, Some(r.cidr))
+            .into_iter()
+            .find(|g| g.is_live(r.now));
+        if let Some(grant) = existing {
+            let expires_at = grant.hold.expires_at.max(r.now + r.ttl);
+            let created_at = grant.hold.created_at.unwrap_or(r.now);
+            let mut held = grant.rules.clone();
+            let missing = door.group_ids.iter().any(|g| {
+                door.permissions(r.cidr)
+                    .iter()
+                    .any(|p| !held.iter().any(|h| &h.group_id == g && h.opens(p)))
+            });
+            if missing {
+                // The door gained a port or a group since: the same grant takes it too.
+                let full = door.grant(
+                    grant.grant_id.clone(),
+                    r.cidr,
+                    r.granted_by.to_owned(),
+                    created_at,
                     expires_at,
-                    granted_by: Some(r.granted_by.to_owned()),
-                };
-                set_expiry(&self.aws, region, &grant.grant_id, &held, &hold, r.now).await?;
-                let grant = GrantorGrant {
-                    rules: held,
-                    ..grant
-                };
-                return Ok(Knocked {
-                    grant: view(&grant, expires_at),
-                    created: false,
-                });
+                );
+                held = authorize(&self.aws, &full, r.now).await?;
             }
-            // Every door's groups (this door's included), one read per region.
-            let everywhere = self.rules_by_region(r.all_doors).await?;
-            let live = everywhere
-                .values()
-                .flat_map(|rules| grants_of(rules, r.granted_by))
-                .filter(|g| g.is_live(r.now))
-                .map(|g| g.grant_id)
-                .collect::<std::collections::BTreeSet<_>>()
-                .len();
-            if live >= r.max_live {
-                return Err(GateError::TooMany { live });
-            }
-            let expires_at = r.now + r.ttl;
-            let grant = door.grant(
-                new_grant_id(),
-                r.cidr,
-                r.granted_by.to_owned(),
-                r.now,
+            let hold = Hold {
+                created_at: Some(created_at),
                 expires_at,
-            );
-            let rules = authorize(&self.aws, &grant, r.now).await?;
-            let made = GrantorGrant {
-                grant_id: grant.id.clone(),
-                hold: grant.hold(),
-                rules,
+                granted_by: Some(r.granted_by.to_owned()),
             };
-            Ok(Knocked {
-                grant: view(&made, expires_at),
-                created: true,
-            })
+            set_expiry(&self.aws, region, &grant.grant_id, &held, &hold, r.now).await?;
+            let grant = GrantorGrant {
+                rules: held,
+                ..grant
+            };
+            return Ok(Knocked {
+                grant: view(&grant, expires_at),
+                created: false,
+            });
         }
+        // Every door's groups (this door's included), one read per region.
+        let everywhere = self.rules_by_region(r.all_doors).await?;
+        let live = everywhere
+            .values()
+            .flat_map(|rules| grants_of(rules, r.granted_by))
+            .filter(|g| g.is_live(r.now))
+            .map(|g| g.grant_id)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        if live >= r.max_live {
+            return Err(GateError::TooMany { live });
+        }
+        let expires_at = r.now + r.ttl;
+        let grant = door.grant(
+            new_grant_id(),
+            r.cidr,
+            r.granted_by.to_owned(),
+            r.now,
+            expires_at,
+        );
+        let rules = authorize(&self.aws, &grant, r.now).await?;
+        let made = GrantorGrant {
+            grant_id: grant.id.clone(),
+            hold: grant.hold(),
+            rules,
+        };
+        Ok(Knocked {
+            grant: view(&made, expires_at),
+            created: true,
+        })
     }
 
     fn close(
