@@ -13,6 +13,8 @@ Owns how a test meets the outside world:
   from ``$ALLOWLIST_PROVIDER_DIR`` (default ``<repo>/target/debug``), AWS
   pointed at the emulator, nothing inherited from ``AWS_*`` / ``TF_*`` except
   ``TF_LOG*``. Every run is bounded by `RUN_TIMEOUT`.
+* `knock`: the same runner for ``allowlist-knock`` from ``$ALLOWLIST_KNOCK_DIR``
+  (default ``<repo>/target/debug``).
 * `publisher`: a `PublisherRunner` for ``allowlist-publisher`` from
   ``$ALLOWLIST_PUBLISHER_DIR`` (default ``<repo>/target/debug``), with a
   hermetic environment (PATH, a HOME of its own, AWS pointed at the emulator);
@@ -72,6 +74,7 @@ REPO = Path(__file__).resolve().parents[2]
 VENV = Path(os.environ.get("ALLOWLIST_VENV", REPO / ".venv"))
 PROVIDER_DIR = Path(os.environ.get("ALLOWLIST_PROVIDER_DIR", REPO / "target" / "debug"))
 PUBLISHER_DIR = Path(os.environ.get("ALLOWLIST_PUBLISHER_DIR", REPO / "target" / "debug"))
+KNOCK_DIR = Path(os.environ.get("ALLOWLIST_KNOCK_DIR", REPO / "target" / "debug"))
 TERRAFORM_VERSIONS = ["1.0.3", "1.15.5"]
 RUN_TIMEOUT = 300  # seconds for one terraform command
 READY_TIMEOUT = 30  # seconds for the emulator to start serving
@@ -540,6 +543,24 @@ def publisher(tmp_path: Path, emulator: Emulator) -> Iterator[PublisherRunner]:
     home = tmp_path / "home"
     home.mkdir()
     workdir = tmp_path / "publisher"
+    workdir.mkdir()
+    runner = PublisherRunner(binary, workdir, publisher_env(home, emulator.url))
+    try:
+        yield runner
+    finally:
+        runner.kill_all()
+
+
+@pytest.fixture
+def knock(tmp_path: Path, emulator: Emulator) -> Iterator[PublisherRunner]:
+    """``allowlist-knock`` with the publisher's hermetic environment; every process it started
+    is killed when the test ends."""
+    binary = KNOCK_DIR / "allowlist-knock"
+    if not binary.exists():
+        pytest.fail(f"{binary} is missing: build it first (cargo build)")
+    home = tmp_path / "knock-home"
+    home.mkdir()
+    workdir = tmp_path / "knock"
     workdir.mkdir()
     runner = PublisherRunner(binary, workdir, publisher_env(home, emulator.url))
     try:

@@ -84,13 +84,16 @@ impl Hold {
         value
     }
 
-    /// Reads a holder tag's value; None when the expiry cannot be read. Words after the caller
-    /// ARN other than the ephemeral mark are ignored (room for later marks).
+    /// Reads a holder tag's value; None when the expiry cannot be read. Everything between the
+    /// interval and a trailing ephemeral mark is the caller (an ARN has no spaces; other front
+    /// doors' principals must not either, or one could read as another's).
     pub fn parse(value: &str) -> Option<Hold> {
-        let mut words = value.split(' ');
-        let interval = words.next()?;
-        let by = words.next().filter(|b| !b.is_empty()).map(str::to_owned);
-        let ephemeral = words.any(|w| w == EPHEMERAL_MARK);
+        let (interval, rest) = value.split_once(' ').unwrap_or((value, ""));
+        let (by, ephemeral) = match rest.strip_suffix(EPHEMERAL_MARK) {
+            Some(by) if by.is_empty() || by.ends_with(' ') => (by.trim_end_matches(' '), true),
+            _ => (rest, false),
+        };
+        let by = Some(by).filter(|b| !b.is_empty()).map(str::to_owned);
         let (created, expires) = interval.split_once('/')?;
         Some(Hold {
             created_at: parse_instant(created),
@@ -366,11 +369,11 @@ mod tests {
             ..anonymous
         };
         assert_eq!(Hold::parse(&anonymous.value()), Some(anonymous));
-        // Marks a later version may add are ignored, not misread as the ARN.
-        let later = Hold::parse("/2025-11-21T12:01:00Z arn:x knock ephemeral");
+        // A caller named like the mark is a caller, not a mark.
+        let odd = Hold::parse("/2025-11-21T12:01:00Z xephemeral");
         assert_eq!(
-            later.map(|h| (h.granted_by, h.ephemeral)),
-            Some((Some("arn:x".into()), true))
+            odd.map(|h| (h.granted_by, h.ephemeral)),
+            Some((Some("xephemeral".into()), false))
         );
     }
 

@@ -1,7 +1,8 @@
 //! Who holds access right now: the grants behind our managed rules, read back from the rules'
-//! tags alone, so that grants made by any front door (the resource, the ephemeral resource, a
-//! knock service) show up alike. [`grants_in`] is pure; [`list_grants`] reads one region (one
-//! DescribeSecurityGroupRules per page, like the sweep).
+//! tags alone, so that grants made by any front door (the resource, the ephemeral resource, the
+//! knock service) show up alike. [`grants_in`] and [`grants_of`] (one grantor's, for a front door
+//! that knows its callers by `granted_by` rather than by a stored grant id) are pure;
+//! [`list_grants`] reads one region (one DescribeSecurityGroupRules per page, like the sweep).
 
 use super::ec2::managed_rules_in;
 use super::holders::Hold;
@@ -33,14 +34,24 @@ pub struct HeldGrant {
     pub granted_by: Option<String>,
     /// Made for one Terraform run (the ephemeral resource).
     pub ephemeral: bool,
-    /// Sorted.
-    pub rule_ids: Vec<String>,
+    /// The rules the grant holds, sorted.
+    pub rules: Vec<Rule>,
 }
 
 impl HeldGrant {
     /// Whether the grant's expiry has passed at `now` (the sweep may revoke its rules).
     pub fn expired(&self, now: SystemTime) -> bool {
         self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    /// Whether the grant still wants its rules at `now`: its expiry is known and ahead.
+    pub fn is_live(&self, now: SystemTime) -> bool {
+        self.expires_at.is_some_and(|at| at > now)
+    }
+
+    /// The ids of its rules, sorted.
+    pub fn rule_ids(&self) -> Vec<String> {
+        self.rules.iter().map(|r| r.id.clone()).collect()
     }
 }
 
@@ -61,7 +72,7 @@ pub fn grants_in(region: &str, rules: &[Rule]) -> Vec<HeldGrant> {
                 expires_at: hold.as_ref().map(|h| h.expires_at),
                 granted_by: hold.as_ref().and_then(|h| h.granted_by.clone()),
                 ephemeral: false,
-                rule_ids: Vec::new(),
+                rules: Vec::new(),
             });
             // Before holds were marked, only the creator's rule-level tag said "ephemeral".
             let creator_ephemeral = rule.grant_id() == Some(id.as_str())
@@ -70,7 +81,7 @@ pub fn grants_in(region: &str, rules: &[Rule]) -> Vec<HeldGrant> {
             grant.group_ids.push(rule.group_id.clone());
             grant.cidrs.extend(rule.cidr);
             grant.ports.push(rule.ports);
-            grant.rule_ids.push(rule.id.clone());
+            grant.rules.push(rule.clone());
         }
     }
     grants
@@ -79,7 +90,7 @@ pub fn grants_in(region: &str, rules: &[Rule]) -> Vec<HeldGrant> {
             g.group_ids = sorted(g.group_ids);
             g.cidrs = sorted(g.cidrs);
             g.ports = sorted(g.ports);
-            g.rule_ids = sorted(g.rule_ids);
+            g.rules = sorted(g.rules);
             g
         })
         .collect()
@@ -106,6 +117,19 @@ fn holds(rule: &Rule) -> Vec<(String, Option<Hold>)> {
     } else {
         tagged
     }
+}
+
+/// The grants among `rules` (ours, of one region) that `granted_by` made, as its holder tags
+/// name it exactly, sorted by id; grants whose hold cannot be read are left out.
+pub fn grants_of(region: &str, rules: &[Rule], granted_by: &str) -> Vec<HeldGrant> {
+    grants_in(region, rules)
+        .into_iter()
+        .filter(|g| {
+            !g.id.is_empty()
+                && g.expires_at.is_some()
+                && g.granted_by.as_deref() == Some(granted_by)
+        })
+        .collect()
 }
 
 fn sorted<T: Ord>(items: Vec<T>) -> Vec<T> {
@@ -190,10 +214,10 @@ mod tests {
         let ids: Vec<&str> = grants.iter().map(|g| g.id.as_str()).collect();
         assert_eq!(ids, ["g1", "g2"]);
         let (g1, g2) = (&grants[0], &grants[1]);
-        assert_eq!(g1.rule_ids, ["sgr-1", "sgr-2"]);
+        assert_eq!(g1.rule_ids(), ["sgr-1", "sgr-2"]);
         assert_eq!(g1.group_ids, ["sg-a", "sg-b"]);
         assert_eq!((g1.expires_at, g1.ephemeral), (Some(at(60)), false));
-        assert_eq!(g2.rule_ids, ["sgr-1"]);
+        assert_eq!(g2.rule_ids(), ["sgr-1"]);
         assert_eq!((g2.expires_at, g2.ephemeral), (Some(at(90)), true));
         assert!(g1.expired(at(60)) && !g1.expired(at(59)) && !g2.expired(at(60)));
         assert_eq!(g1.ports, [PortRange { from: 22, to: 22 }]);
@@ -220,5 +244,43 @@ mod tests {
             (grants[1].expires_at, grants[1].ephemeral),
             (Some(at(100)), true)
         );
+    }
+
+    #[test]
+    fn a_grantor_finds_its_grants_on_shared_rules() {
+        let by = |who: &str, expires: u64| Hold {
+            granted_by: Some(who.to_owned()),
+            ..hold(expires, false)
+        };
+        let rules = [
+            rule(
+                "sgr-1",
+                "sg-a",
+                22,
+                "g1",
+                &[("g1", by("knock:alice", 100)), ("g2", by("knock:bob", 50))],
+            ),
+            rule("sgr-2", "sg-b", 22, "g1", &[("g1", by("knock:alice", 100))]),
+            rule(
+                "sgr-3",
+                "sg-a",
+                23,
+                "g3",
+                &[("g3", by("knock:alice x", 10))],
+            ),
+        ];
+        let alice = grants_of("us-west-2", &rules, "knock:alice");
+        assert_eq!(alice.len(), 1);
+        assert_eq!(
+            (alice[0].id.as_str(), alice[0].rule_ids()),
+            ("g1", vec!["sgr-1".to_owned(), "sgr-2".to_owned()])
+        );
+        assert!(alice[0].is_live(at(99)) && !alice[0].is_live(at(100)));
+        let bob = grants_of("us-west-2", &rules, "knock:bob");
+        assert_eq!(bob[0].rule_ids(), ["sgr-1"]);
+        assert!(grants_of("us-west-2", &rules, "knock:carol").is_empty());
+        let mut foreign = rule("sgr-4", "sg-a", 24, "g4", &[("g4", by("knock:alice", 100))]);
+        foreign.tags.remove(tags::MANAGED_BY);
+        assert!(grants_of("us-west-2", &[foreign], "knock:alice").is_empty());
     }
 }

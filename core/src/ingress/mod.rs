@@ -5,7 +5,8 @@
 //!   checks of user input, and [`plan_authorize`], the decision of what authorizing must do.
 //! - [`holders`]: pure. How several grants share one identical rule (holder tags, and the
 //!   join/release protocol that keeps a leaver from revoking what a joiner holds).
-//! - [`listing`]: who holds access, read back from the rules' holder tags.
+//! - [`listing`]: who holds access, read back from the rules' holder tags (all grants, or one
+//!   grantor's).
 //! - [`ec2`]: the AWS calls, in terms of the model's types.
 //!
 //! Errors, one type per family of operations:
@@ -29,7 +30,7 @@ pub use ec2::{
     remove_tags, retag, revoke, set_description, set_expiry,
 };
 pub use holders::{Hold, RELEASE_STALE};
-pub use listing::{grants_in, list_grants, HeldGrant};
+pub use listing::{grants_in, grants_of, list_grants, HeldGrant};
 pub(crate) use model::{by_group, rule_ids};
 pub use model::{
     check_cidr, check_description, check_group_id, check_user_tag_key, new_grant_id,

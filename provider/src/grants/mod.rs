@@ -206,7 +206,7 @@ mod tests {
     use super::*;
     use crate::tfplugin::ToValue;
     use allowlist_core::clock::{format_instant, FixedClock};
-    use allowlist_core::ingress::{HeldGrant, PortRange};
+    use allowlist_core::ingress::{HeldGrant, PortRange, Rule};
     use std::time::{Duration, SystemTime};
 
     fn data_source() -> GrantsDataSource {
@@ -283,7 +283,18 @@ mod tests {
             expires_at: Some(expires),
             granted_by: Some("arn:aws:sts::123456789012:assumed-role/ci/run".into()),
             ephemeral: true,
-            rule_ids: vec!["sgr-1".into(), "sgr-2".into()],
+            rules: ["sgr-1", "sgr-2"]
+                .into_iter()
+                .map(|rule_id| Rule {
+                    group_id: "sg-0123abcd".into(),
+                    id: rule_id.into(),
+                    protocol: "tcp".into(),
+                    ports: PortRange::single(22),
+                    cidr: None,
+                    description: None,
+                    tags: Default::default(),
+                })
+                .collect(),
         };
         let grants = [
             grant("old", now),

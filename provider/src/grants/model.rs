@@ -166,7 +166,7 @@ fn grant(g: &HeldGrant, now: SystemTime) -> Value {
         ),
         (a::EPHEMERAL, Value::Bool(g.ephemeral)),
         (a::EXPIRED, Value::Bool(g.expired(now))),
-        (a::RULE_IDS, Value::strings(g.rule_ids.iter().cloned())),
+        (a::RULE_IDS, Value::strings(g.rule_ids())),
     ])
 }
 
