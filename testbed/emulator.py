@@ -1098,6 +1098,13 @@ class RequestHandler(MotoRequestHandler):
 class Server(ThreadedWSGIServer):
     """werkzeug's threaded server; aborted connections skip the graceful shutdown."""
 
+    # The listen backlog. werkzeug's 128 is too few for a client that opens a
+    # connection per concurrent request (werkzeug closes every connection after
+    # one response): 170 at once overflow it, and the kernel drops the excess
+    # SYNs, which the client retransmits only after a second. The kernel caps
+    # this at net.core.somaxconn (4096 by default).
+    request_queue_size = 4096
+
     def __init__(self, port: int, app: Callable[..., Any]):
         self._aborted: set[socket.socket] = set()
         self._aborted_lock = threading.Lock()
