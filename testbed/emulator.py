@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import itertools
 import json
 import os
@@ -114,8 +115,10 @@ HOST = "127.0.0.1"
 # --------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1024)
 def wildcard_regex(pattern: str) -> re.Pattern[str]:
-    """Compile an AWS filter value into an anchored regular expression."""
+    """Compile an AWS filter value into an anchored regular expression
+    (remembered: a filter is matched against every gateway of every request)."""
     parts: list[str] = []
     chars = iter(pattern)
     for ch in chars:
@@ -428,10 +431,14 @@ def security_group_rule_init(self: SecurityGroupRule, *args: Any, **kwargs: Any)
     _moto_rule_init(self, *args, **kwargs)
 
 
-def security_group_rule_tags(self: SecurityGroupRule) -> list[dict[str, str]]:
-    """Replaces SecurityGroupRule.get_tags: the rule's own tags, looked up by id
-    (moto scans every tag of the region for each rule: quadratic in listings),
-    in the shape moto's describe_tags gives them."""
+def own_tags(self: Any) -> list[dict[str, str]]:
+    """Replaces get_tags of security group rules and NAT gateways: the
+    resource's own tags, looked up by id (moto's TaggedEC2Resource.get_tags
+    runs describe_tags, which compiles a regex and scans every tag of the
+    region for each resource: quadratic in listings), in the shape moto's
+    describe_tags gives them."""
+    if not self.id:
+        return []
     tags = self.ec2_backend.tags.get(self.id) or {}
     kind = EC2_PREFIX_TO_RESOURCE.get(get_prefix(self.id), "")
     return [{"resource_id": self.id, "key": k, "value": v, "resource_type": kind} for k, v in tags.items()]
@@ -680,7 +687,8 @@ def patch_moto() -> None:
     NatGateways.associate_nat_gateway_address = associate_nat_gateway_address_response
     SecurityGroups.authorize_security_group_ingress = authorize_security_group_ingress_response
     SecurityGroupRule.__init__ = security_group_rule_init
-    SecurityGroupRule.get_tags = security_group_rule_tags
+    SecurityGroupRule.get_tags = own_tags
+    NatGateway.get_tags = own_tags
     SecurityGroups.describe_security_group_rules = describe_security_group_rules_response
     AvailabilityZonesAndRegions.describe_regions = describe_regions_response
     ManagedPrefixListBackend.modify_managed_prefix_list = modify_managed_prefix_list_model
