@@ -40,6 +40,11 @@ Owns everything between a test's HTTP request and moto's backends:
       (unknown to moto, another partition, or an opt-in region not opted in;
       ``--opt-in`` enables some) answers HTTP 401 ``AuthFailure`` naming the
       region, not an HTML 500.
+* Cheaper per request, same answers: moto's host -> service lookup and its
+  per-request ``inspect.getmembers`` of the response class are done once, NAT
+  gateways read their tags by id, and the listen backlog is 4096 (werkzeug's
+  128 overflows when a client opens 170 connections at once; werkzeug closes
+  every connection after one response).
 * A WSGI middleware in front of moto: request counters and fault injection
   under ``/_testbed/``, and ``POST /moto-api/reset`` also clearing both.
   Fault modes: ``error`` (an AWS error in the request's protocol), ``delay``
