@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -53,6 +54,19 @@ def delay_ms(region: str) -> int:
 
 def role(account: str) -> str:
     return f"arn:aws:iam::{account}:role/reader"
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of this process's waited-for children so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def emulator_cpu(emulator: Emulator) -> float:
+    """CPU seconds (user + system, all threads) the emulator process has used so far."""
+    assert emulator.process is not None
+    fields = Path(f"/proc/{emulator.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_lookup(lookup: Path, env: dict[str, str], accounts: list[str], regions: list[str],
@@ -118,7 +132,7 @@ def main() -> None:
     common.require(args.lookup, "CARGO_TARGET_DIR=target/bench cargo build --release --example lookup -p allowlist-core")
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-estate-"))
-    emulator = Emulator.launch(str(common.PYTHON), scratch / "emulator.log")
+    emulator = Emulator.launch(str(common.PYTHON), scratch / "emulator.log", quiet=True)
     cases = []
     rss = None
     try:
@@ -151,7 +165,11 @@ def main() -> None:
             else:
                 emulator.clear_faults()
             emulator.clear_requests()
+            cpu_before = children_cpu(), emulator_cpu(emulator)
             runs = run_lookup(args.lookup, env, accounts, regions, args.repeat, args.warmup)
+            lookups = args.repeat + args.warmup
+            lookup_cpu_ms = (children_cpu() - cpu_before[0]) * 1000 / lookups
+            emulator_cpu_ms = (emulator_cpu(emulator) - cpu_before[1]) * 1000 / lookups
             assume = emulator.count(action="AssumeRole")
             calls = emulator.count(action="DescribeNatGateways")
             if assume != len(accounts):
@@ -164,8 +182,10 @@ def main() -> None:
                 "wall_ms": timed, "median_ms": statistics.median(timed), "min_ms": min(timed),
                 "max_ms": max(timed), "warmup_ms": [r["wall_ms"] for r in runs if r["warmup"]],
                 "assume_role_calls": assume, "describe_calls": calls,
+                "lookup_cpu_ms": lookup_cpu_ms, "emulator_cpu_ms": emulator_cpu_ms,
             })
-            print(f"  {name}: median {statistics.median(timed):.1f} ms {timed}; AssumeRole {assume}",
+            print(f"  {name}: median {statistics.median(timed):.1f} ms {timed}; AssumeRole {assume}; CPU per lookup: "
+                  f"lookup {lookup_cpu_ms:.0f} ms, emulator {emulator_cpu_ms:.0f} ms",
                   file=sys.stderr)
         if args.provider:
             rss = provider_plan_rss(args.provider, emulator, scratch)
@@ -180,15 +200,20 @@ def main() -> None:
         c["ratio"] = c["median_ms"] / base[c["delayed"]]
         rows.append([c["case"], c["accounts"] * c["regions"], f"{c['median_ms']:.1f}", f"{c['min_ms']:.1f}",
                      f"{c['max_ms']:.1f}", " / ".join(f"{x:.1f}" for x in c["warmup_ms"]),
-                     c["assume_role_calls"], f"{c['ratio']:.2f}x"])
+                     c["assume_role_calls"], f"{c['ratio']:.2f}x", f"{c['lookup_cpu_ms']:.0f}",
+                     f"{c['emulator_cpu_ms']:.0f}"])
     markdown = (
         f"### Egress lookup over accounts ({args.repeat} lookups per case after {args.warmup} warm-up; "
         f"DescribeNatGateways delay {BASE_DELAY_MS}+{STEP_MS}*i ms; lookup binary {args.lookup.name})\n\n"
         + common.md_table(["case", "account x region lookups", "median ms", "min ms", "max ms",
-                           "warm-up (AssumeRole, cold) ms", "AssumeRole calls", "ratio"], rows)
+                           "warm-up (AssumeRole, cold) ms", "AssumeRole calls", "ratio",
+                           "lookup CPU ms / lookup", "emulator CPU ms / lookup"], rows)
         + "\nRatios of the delayed cases are to the slowest single lookup; of the no-delay cases, to one "
           "lookup with no delay (what the emulator, moto in one GIL-bound Python process, costs per "
           "concurrent request).\n"
+        + "\nCPU per lookup: user + system time of the `lookup` process (its AssumeRole, start-up and "
+          "warm-up included) and of the emulator process during the case, divided by the case's "
+          f"{args.repeat + args.warmup} lookups. The emulator runs without a log line per request.\n"
         + "\nhashicorp/aws for the same estate: 170 provider aliases, 170 plugin processes.\n"
     )
     if rss:

@@ -40,6 +40,11 @@ Owns everything between a test's HTTP request and moto's backends:
       (unknown to moto, another partition, or an opt-in region not opted in;
       ``--opt-in`` enables some) answers HTTP 401 ``AuthFailure`` naming the
       region, not an HTML 500.
+* Cheaper per request, same answers: moto's host -> service lookup and its
+  per-request ``inspect.getmembers`` of the response class are done once, NAT
+  gateways read their tags by id, and the listen backlog is 4096 (werkzeug's
+  128 overflows when a client opens 170 connections at once; werkzeug closes
+  every connection after one response).
 * A WSGI middleware in front of moto: request counters and fault injection
   under ``/_testbed/``, and ``POST /moto-api/reset`` also clearing both.
   Fault modes: ``error`` (an AWS error in the request's protocol), ``delay``
@@ -60,6 +65,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import itertools
 import json
 import os
@@ -77,8 +83,9 @@ from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
 
+import moto.core.responses
 from moto.core.responses import ActionResult
-from moto.core.utils import utcnow
+from moto.core.utils import method_names_from_class, utcnow
 from moto.ec2.exceptions import EC2ClientError
 from moto.ec2.models.availability_zones_and_regions import RegionsAndZonesBackend
 from moto.ec2.models.managed_prefixes import ManagedPrefixList, ManagedPrefixListBackend
@@ -113,8 +120,10 @@ HOST = "127.0.0.1"
 # --------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1024)
 def wildcard_regex(pattern: str) -> re.Pattern[str]:
-    """Compile an AWS filter value into an anchored regular expression."""
+    """Compile an AWS filter value into an anchored regular expression
+    (remembered: a filter is matched against every gateway of every request)."""
     parts: list[str] = []
     chars = iter(pattern)
     for ch in chars:
@@ -427,10 +436,14 @@ def security_group_rule_init(self: SecurityGroupRule, *args: Any, **kwargs: Any)
     _moto_rule_init(self, *args, **kwargs)
 
 
-def security_group_rule_tags(self: SecurityGroupRule) -> list[dict[str, str]]:
-    """Replaces SecurityGroupRule.get_tags: the rule's own tags, looked up by id
-    (moto scans every tag of the region for each rule: quadratic in listings),
-    in the shape moto's describe_tags gives them."""
+def own_tags(self: Any) -> list[dict[str, str]]:
+    """Replaces get_tags of security group rules and NAT gateways: the
+    resource's own tags, looked up by id (moto's TaggedEC2Resource.get_tags
+    runs describe_tags, which compiles a regex and scans every tag of the
+    region for each resource: quadratic in listings), in the shape moto's
+    describe_tags gives them."""
+    if not self.id:
+        return []
     tags = self.ec2_backend.tags.get(self.id) or {}
     kind = EC2_PREFIX_TO_RESOURCE.get(get_prefix(self.id), "")
     return [{"resource_id": self.id, "key": k, "value": v, "resource_type": kind} for k, v in tags.items()]
@@ -679,13 +692,60 @@ def patch_moto() -> None:
     NatGateways.associate_nat_gateway_address = associate_nat_gateway_address_response
     SecurityGroups.authorize_security_group_ingress = authorize_security_group_ingress_response
     SecurityGroupRule.__init__ = security_group_rule_init
-    SecurityGroupRule.get_tags = security_group_rule_tags
+    SecurityGroupRule.get_tags = own_tags
+    NatGateway.get_tags = own_tags
     SecurityGroups.describe_security_group_rules = describe_security_group_rules_response
     AvailabilityZonesAndRegions.describe_regions = describe_regions_response
     ManagedPrefixListBackend.modify_managed_prefix_list = modify_managed_prefix_list_model
     VPCs.modify_managed_prefix_list = modify_managed_prefix_list_response
     VPCs.create_managed_prefix_list = create_managed_prefix_list_response
     VPCs.get_managed_prefix_list_entries = get_managed_prefix_list_entries_response
+    moto.core.responses.method_names_from_class = method_names_cached  # last: classes are final now
+
+
+# --------------------------------------------------------------------------
+# moto's per-request overhead: work that depends only on code, done once.
+# --------------------------------------------------------------------------
+
+
+class Dispatcher(DomainDispatcherApplication):
+    """moto's host -> service dispatcher, remembering each host's answer.
+
+    Stock moto answers every request by listing its package directory (a
+    stat() per service module) and then trying every service's URL regex:
+    about 1 ms of CPU per request, under a lock that every request takes.
+    The answer depends only on the host name (and moto's code), so it is
+    computed once per host. Callers hold ``self.lock``."""
+
+    HOSTS_REMEMBERED = 4096  # bound: S3 virtual-host names are unbounded in principle
+
+    def __init__(self, create_app: Callable[..., Any]):
+        super().__init__(create_app)
+        self._backend_for_host: dict[str | None, Any] = {}
+
+    def get_backend_for_host(self, host: str | None) -> Any:
+        try:
+            return self._backend_for_host[host]
+        except KeyError:
+            pass
+        backend = super().get_backend_for_host(host)
+        if len(self._backend_for_host) < self.HOSTS_REMEMBERED:
+            self._backend_for_host[host] = backend
+        return backend
+
+
+_method_names: dict[type, frozenset[str]] = {}
+
+
+def method_names_cached(clazz: type) -> frozenset[str]:
+    """Replaces moto.core.responses.method_names_from_class, which runs
+    inspect.getmembers over the response class (EC2's has hundreds of methods,
+    ~0.7 ms) on every request only to test ``action in names``. The classes
+    are final once patch_moto() has run, before the first request."""
+    names = _method_names.get(clazz)
+    if names is None:
+        names = _method_names[clazz] = frozenset(method_names_from_class(clazz))
+    return names
 
 
 # --------------------------------------------------------------------------
@@ -1051,6 +1111,13 @@ class RequestHandler(MotoRequestHandler):
 class Server(ThreadedWSGIServer):
     """werkzeug's threaded server; aborted connections skip the graceful shutdown."""
 
+    # The listen backlog. werkzeug's 128 is too few for a client that opens a
+    # connection per concurrent request (werkzeug closes every connection after
+    # one response): 170 at once overflow it, and the kernel drops the excess
+    # SYNs, which the client retransmits only after a second. The kernel caps
+    # this at net.core.somaxconn (4096 by default).
+    request_queue_size = 4096
+
     def __init__(self, port: int, app: Callable[..., Any]):
         self._aborted: set[socket.socket] = set()
         self._aborted_lock = threading.Lock()
@@ -1080,7 +1147,7 @@ def main(argv: list[str] | None = None) -> None:
     patch_moto()
     opt_in(r for r in args.opt_in.split(",") if r)
     state = TestbedState()
-    app = TestbedMiddleware(DomainDispatcherApplication(create_backend_app), state, enabled_region_names())
+    app = TestbedMiddleware(Dispatcher(create_backend_app), state, enabled_region_names())
     server = Server(args.port, app)
     if args.quiet:
         RequestHandler.log_request = lambda *a, **k: None  # type: ignore[method-assign]
