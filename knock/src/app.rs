@@ -17,6 +17,13 @@ pub const EXIT_USAGE: u8 = 2;
 pub async fn execute(cli: &Cli, clock: Arc<dyn Clock>) -> u8 {
     match &cli.command {
         Command::Serve(args) => {
+            let tls = match (&args.tls_cert, &args.tls_key) {
+                (Some(cert), Some(key)) => match serve::tls_acceptor(cert, key) {
+                    Ok(tls) => Some(tls),
+                    Err(e) => return usage(&UsageError::new(e.flag, e.message)),
+                },
+                _ => None,
+            };
             let service = match build(cli, &args.server, clock).await {
                 Ok(s) => s,
                 Err(e) => return usage(&e),
@@ -32,7 +39,7 @@ pub async fn execute(cli: &Cli, clock: Arc<dyn Clock>) -> u8 {
                     tracing::debug!(%issuer, "key cache warmed");
                 });
             }
-            match serve::serve(args.listen, service).await {
+            match serve::serve(args.listen, tls, service).await {
                 Ok(()) => EXIT_OK,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot serve");

@@ -96,6 +96,23 @@ pub struct ServeArgs {
     /// Address to listen on: 127.0.0.1:8080, 0.0.0.0:8080, [::1]:8080, [::]:8080 (port 0 picks one)
     #[arg(long, env = "ALLOWLIST_KNOCK_LISTEN", value_name = "ADDR")]
     pub listen: SocketAddr,
+    /// Serve HTTPS with this certificate chain (PEM), with --tls-key; without both, plain HTTP
+    /// for a load balancer or proxy that terminates TLS in front
+    #[arg(
+        long,
+        env = "ALLOWLIST_KNOCK_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1) of --tls-cert
+    #[arg(
+        long,
+        env = "ALLOWLIST_KNOCK_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub server: ServerArgs,
 }

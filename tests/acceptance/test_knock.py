@@ -12,10 +12,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import http.client
 import http.server
+import ipaddress
 import json
 import re
+import datetime
 import socket
+import ssl
 import threading
 import time
 import urllib.error
@@ -24,9 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.x509.oid import NameOID
 
 from test_temporary_ingress import REGION, ingress_rules
 
@@ -419,6 +425,51 @@ def test_start_refuses_bad_doors_naming_them(knock, idp, group):
     result = knock.run("serve", "--listen", "127.0.0.1:0", "--config", "doors.toml", "--api-keys", "keys.toml",
                        "--oidc-issuer", "http://idp.example.com", "--oidc-audience", AUDIENCE)
     assert result.rc == 2 and "only https" in result.stderr, result.stderr
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A P-256 certificate for 127.0.0.1 and its key, as PEM files in `directory`."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "knock.test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1)).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                       critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "knock.crt", directory / "knock.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_serve_over_tls_with_its_own_certificate(knock, emulator, idp, group):
+    cert, key = self_signed(knock.workdir)
+    server = serve(knock, idp, group, "--tls-cert", str(cert), "--tls-key", str(key))
+    assert "scheme=https" in server.process.stderr()
+    https = server.url.replace("http://", "https://")
+    context = ssl.create_default_context(cafile=str(cert))
+    with urllib.request.urlopen(https + "/healthz", timeout=10, context=context) as response:
+        assert response.status == 200
+    request = urllib.request.Request(https + "/v1/doors/bastion/knock", data=b"{}", method="POST",
+                                     headers={"Authorization": f"Bearer {idp.token('alice')}"})
+    with urllib.request.urlopen(request, timeout=30, context=context) as response:
+        assert response.status == 201 and json.loads(response.read())["cidr"] == "127.0.0.1/32"
+    # Plain HTTP to the TLS port gets no answer from the handler.
+    with pytest.raises((urllib.error.URLError, ConnectionError, http.client.HTTPException)):
+        urllib.request.urlopen(server.url + "/healthz", timeout=10)
+
+    # A key that does not go with the certificate, or no certificate at all: exit 2, naming the flag.
+    other, other_key = self_signed(knock.workdir / "..")
+    for args, flag in (((str(cert), str(other_key)), "--tls-key"), ((str(key), str(key)), "--tls-cert")):
+        result = knock.run("serve", "--listen", "127.0.0.1:0", "--config", "doors.toml", "--api-keys", "keys.toml",
+                           "--oidc-issuer", idp.issuer, "--oidc-audience", AUDIENCE,
+                           "--tls-cert", args[0], "--tls-key", args[1])
+        assert result.rc == 2 and flag in result.stderr, result.stderr
 
 
 class FakeRuntime:
