@@ -15,6 +15,7 @@ pub mod egress;
 pub mod error;
 pub mod estate;
 pub mod ingress;
+pub mod logging;
 pub mod organization;
 pub mod paging;
 pub mod prefix_list;

@@ -6,7 +6,8 @@ use crate::api::Settings;
 use crate::doors::Doors;
 use crate::keys::ApiKeys;
 use crate::oidc::Oidc;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use allowlist_core::logging::{LogFormat, LogLevel};
+use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -57,21 +58,6 @@ pub struct Global {
     /// Most detailed log level shown
     #[arg(long, global = true, env = "ALLOWLIST_KNOCK_LOG_LEVEL", value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Human,
-    Json,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
-pub enum LogLevel {
-    Error,
-    Warn,
-    Info,
-    Debug,
-    Trace,
 }
 
 #[derive(Debug, Subcommand)]

@@ -14,7 +14,6 @@ pub mod gate;
 pub mod keys;
 pub mod lambda;
 pub mod limits;
-pub mod log;
 pub mod oidc;
 pub mod serve;
 pub mod source;

@@ -3,7 +3,7 @@
 //! [`app::execute`]. Exit codes: 0 success, 1 error, 2 bad usage.
 
 use allowlist_core::clock::SystemClock;
-use allowlist_knock::{app, cli::Cli, lambda, log};
+use allowlist_knock::{app, cli::Cli, lambda};
 use clap::Parser;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -15,7 +15,11 @@ fn main() -> ExitCode {
     } else {
         Cli::parse()
     };
-    log::init(cli.global.log_format, cli.global.log_level);
+    allowlist_core::logging::init(
+        "allowlist_knock",
+        cli.global.log_format,
+        cli.global.log_level,
+    );
     let clock = match SystemClock::from_env() {
         Ok(clock) => clock,
         Err(err) => {

@@ -10,6 +10,7 @@ use allowlist_core::duration;
 use allowlist_core::egress::{
     check_requested_regions, EgressQuery, Filter, FilterProblem, LookupError, Source, ALL_REGIONS,
 };
+use allowlist_core::logging::{LogFormat, LogLevel};
 use allowlist_core::prefix_list::PrefixListRef;
 use allowlist_core::AwsSettings;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -68,21 +69,6 @@ pub struct Global {
     /// Most detailed log level shown
     #[arg(long, global = true, env = "ALLOWLIST_LOG_LEVEL", value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Human,
-    Json,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
-pub enum LogLevel {
-    Error,
-    Warn,
-    Info,
-    Debug,
-    Trace,
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,7 +6,6 @@ pub mod announce;
 pub mod app;
 pub mod cdn;
 pub mod cli;
-pub mod log;
 pub mod pending;
 pub mod prefix_lists;
 pub mod publish;

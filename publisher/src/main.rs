@@ -2,14 +2,18 @@
 //! to [`app::execute`]. Exit codes: 0 success, 1 error, 2 bad usage, 3 refused by a guard.
 
 use allowlist_core::clock::SystemClock;
-use allowlist_publisher::{app, cli::Cli, log};
+use allowlist_publisher::{app, cli::Cli};
 use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     // clap prints help/version (exit 0) or the usage error naming the flag (exit 2) itself.
     let cli = Cli::parse();
-    log::init(cli.global.log_format, cli.global.log_level);
+    allowlist_core::logging::init(
+        "allowlist_publisher",
+        cli.global.log_format,
+        cli.global.log_level,
+    );
     let clock = match SystemClock::from_env() {
         Ok(clock) => clock,
         Err(err) => {
