@@ -132,6 +132,14 @@ async fn describe_rules(
     Ok(rules)
 }
 
+/// The server-side filter for rules carrying our managed-by tag (callers re-check it).
+fn managed() -> Filter {
+    Filter::builder()
+        .name(format!("tag:{}", tags::MANAGED_BY))
+        .values(tags::MANAGED_BY_VALUE)
+        .build()
+}
+
 /// The rules the grants `grant_ids` hold in `region`, found by their holder tags, and by
 /// `allowlist:grant-id` for rules made before rules were shared (two calls per 200 grants).
 pub async fn grant_rules(
@@ -139,12 +147,6 @@ pub async fn grant_rules(
     region: &str,
     grant_ids: &[String],
 ) -> Result<Vec<Rule>, AwsError> {
-    let managed = || {
-        Filter::builder()
-            .name(format!("tag:{}", tags::MANAGED_BY))
-            .values(tags::MANAGED_BY_VALUE)
-            .build()
-    };
     let mut rules: Vec<Rule> = Vec::new();
     for chunk in grant_ids.chunks(FILTER_VALUES) {
         let holders = Filter::builder()
@@ -192,12 +194,6 @@ pub async fn managed_rules_in(
     region: &str,
     group_ids: &[String],
 ) -> Result<Vec<Rule>, AwsError> {
-    let managed = || {
-        Filter::builder()
-            .name(format!("tag:{}", tags::MANAGED_BY))
-            .values(tags::MANAGED_BY_VALUE)
-            .build()
-    };
     let mut rules = Vec::new();
     if group_ids.is_empty() {
         rules = describe_rules(aws, region, vec![managed()]).await?;
