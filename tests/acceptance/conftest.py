@@ -535,35 +535,28 @@ def publisher_env(home: Path, endpoint: str) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def publisher(tmp_path: Path, emulator: Emulator) -> Iterator[PublisherRunner]:
-    binary = PUBLISHER_DIR / "allowlist-publisher"
+def binary_runner(binary: Path, tmp_path: Path, emulator: Emulator, name: str) -> Iterator[PublisherRunner]:
+    """A runner for one of our binaries (the publisher, the knock service) with the publisher's
+    hermetic environment, in work dir `tmp_path/name`; every process it started is killed when
+    the test ends."""
     if not binary.exists():
-        pytest.fail(f"{binary} is missing: build the publisher first (cargo build)")
-    home = tmp_path / "home"
+        pytest.fail(f"{binary} is missing: build it first (cargo build)")
+    home = tmp_path / f"{name}-home"
     home.mkdir()
-    workdir = tmp_path / "publisher"
+    workdir = tmp_path / name
     workdir.mkdir()
     runner = PublisherRunner(binary, workdir, publisher_env(home, emulator.url))
     try:
         yield runner
     finally:
         runner.kill_all()
+
+
+@pytest.fixture
+def publisher(tmp_path: Path, emulator: Emulator) -> Iterator[PublisherRunner]:
+    yield from binary_runner(PUBLISHER_DIR / "allowlist-publisher", tmp_path, emulator, "publisher")
 
 
 @pytest.fixture
 def knock(tmp_path: Path, emulator: Emulator) -> Iterator[PublisherRunner]:
-    """``allowlist-knock`` with the publisher's hermetic environment; every process it started
-    is killed when the test ends."""
-    binary = KNOCK_DIR / "allowlist-knock"
-    if not binary.exists():
-        pytest.fail(f"{binary} is missing: build it first (cargo build)")
-    home = tmp_path / "knock-home"
-    home.mkdir()
-    workdir = tmp_path / "knock"
-    workdir.mkdir()
-    runner = PublisherRunner(binary, workdir, publisher_env(home, emulator.url))
-    try:
-        yield runner
-    finally:
-        runner.kill_all()
+    yield from binary_runner(KNOCK_DIR / "allowlist-knock", tmp_path, emulator, "knock")

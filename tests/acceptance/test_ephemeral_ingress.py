@@ -24,7 +24,11 @@ from test_temporary_ingress import groups, ingress_rules, one_line  # noqa: F401
 pytestmark = pytest.mark.parametrize("terraform", ["1.15.5"], indirect=True, ids=["tf1.15.5"])
 
 
-def run_config(my_ip, db: str, bastion: str) -> str:
+def run_config(my_ip, db: str, bastion: str, run: str = "", port: int = 22, step: str = "") -> str:
+    """The CI run: the ephemeral grant on the database, then a later step that depends on it (a
+    provider configured from it, whose IP lookup names the grant, and `run` when given), which
+    opens `port` on the bastion with `step` (extra HCL) in that resource."""
+    tag = f"run={run}&" if run else ""
     return conftest.config(f"""
 ephemeral "allowlist_temporary_ingress" "ci" {{
   security_group_ids = {json.dumps([db])}
@@ -35,14 +39,15 @@ ephemeral "allowlist_temporary_ingress" "ci" {{
 # A later step of the run that depends on the grant: a provider configured from it.
 provider "allowlist" {{
   alias         = "during"
-  ip_lookup_url = "{my_ip.url}?grant=${{ephemeral.allowlist_temporary_ingress.ci.id}}"
+  ip_lookup_url = "{my_ip.url}?{tag}grant=${{ephemeral.allowlist_temporary_ingress.ci.id}}"
 }}
 
 resource "allowlist_temporary_ingress" "bastion" {{
   provider           = allowlist.during
   security_group_ids = {json.dumps([bastion])}
-  ports              = [22]
+  ports              = [{port}]
   ttl                = "1h"
+  {step}
 }}
 """, ip_lookup_url=my_ip.url)
 
@@ -178,35 +183,12 @@ output "db_grants" {{ value = data.allowlist_grants.db.grants }}
 
 
 def overlapping_config(my_ip, db: str, bastion: str, run: str, gate: str) -> str:
-    """The CI run `run`: the ephemeral grant on the database, then a step that needs it and
-    waits (a local-exec, bounded to 120 s) until the file `gate`.go exists, having written
-    `gate`.waiting."""
-    port = {"a": 22, "b": 2222}[run]
+    """The CI run `run` whose step that needs the grant waits (a local-exec, bounded to 120 s)
+    until the file `gate`.go exists, having written `gate`.waiting."""
     wait = (f"touch {gate}.waiting; i=0; "
             f"while [ ! -f {gate}.go ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done; test -f {gate}.go")
-    return conftest.config(f"""
-ephemeral "allowlist_temporary_ingress" "ci" {{
-  security_group_ids = {json.dumps([db])}
-  ports              = [5432]
-  description        = "ci run"
-}}
-
-provider "allowlist" {{
-  alias         = "during"
-  ip_lookup_url = "{my_ip.url}?run={run}&grant=${{ephemeral.allowlist_temporary_ingress.ci.id}}"
-}}
-
-resource "allowlist_temporary_ingress" "bastion" {{
-  provider           = allowlist.during
-  security_group_ids = {json.dumps([bastion])}
-  ports              = [{port}]
-  ttl                = "1h"
-
-  provisioner "local-exec" {{
-    command = {json.dumps(wait)}
-  }}
-}}
-""", ip_lookup_url=my_ip.url)
+    step = f'provisioner "local-exec" {{\n    command = {json.dumps(wait)}\n  }}'
+    return run_config(my_ip, db, bastion, run=run, port={"a": 22, "b": 2222}[run], step=step)
 
 
 def test_two_runs_from_one_ip_share_the_rule_until_the_later_closes(terraform, emulator, my_ip, groups, tmp_path):
