@@ -1,7 +1,8 @@
 //! AWS client setup: the SDK configuration is loaded once per process (default credential chain,
 //! profile, endpoint override, an optional base role), one client per service and region is built
 //! on first use and reused, and each other account is reached through one assumed role whose
-//! credentials and clients are kept for the life of the process.
+//! credentials and clients are kept for the life of the process. Every client of every region
+//! and account shares one HTTPS client ([`shared_https_client`]).
 
 use crate::accounts::{AssumeRole, CachedCredentials, DEFAULT_SESSION_NAME};
 use crate::call_log::CallLog;
@@ -11,6 +12,9 @@ use aws_config::sts::AssumeRoleProvider;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_smithy_http_client::proxy::ProxyConfig;
+use aws_smithy_http_client::{tls, Builder as HttpClientBuilder, ConnectorBuilder};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -59,11 +63,31 @@ pub struct Aws {
     roles: Mutex<HashMap<AssumeRole, Arc<Aws>>>,
 }
 
+/// The one HTTPS client of the process: what the SDK builds by default (rustls with aws-lc, the
+/// proxy from `HTTPS_PROXY`/`NO_PROXY`), built once. Without it every service client (one per
+/// region and account: 170 for 10 accounts × 17 regions) builds its own, with its own connection
+/// pool and TLS configuration; shared, the clients with the same timeouts share one connector and
+/// its pool (the SDK caches connectors by timeouts).
+fn shared_https_client() -> SharedHttpClient {
+    HttpClientBuilder::new().build_with_connector_fn(|settings, components| {
+        let mut connector = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
+}
+
 impl Aws {
     /// Loads the SDK configuration. Credentials are resolved lazily, on the first call.
     pub async fn load(settings: &AwsSettings) -> Self {
         let operation = settings.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT);
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(shared_https_client())
             .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
             .timeout_config(
                 TimeoutConfig::builder()
