@@ -10,8 +10,10 @@
   loopback stand-in of the Runtime API that hands out one function-URL event); timed from just
   before spawn to the moment the response is POSTed back. The event is a 401 (no AWS call), so
   this is process start + config load + SDK config load + runtime loop + handler.
-* Peak RSS: ru_maxrss of the serve process (after the latency runs) and of each Lambda process,
-  from os.wait4 after SIGTERM.
+* Peak RSS: the kernel's high-water mark of the process's own resident set (VmHWM in
+  /proc/<pid>/status), read just before SIGTERM: of the serve process after the latency runs and
+  of each Lambda process after its answer. (Not ru_maxrss from wait4 after a Popen: that keeps the
+  peak from before exec, i.e. this Python process's.)
 
 Only 127.0.0.1 is contacted; every process started is stopped by PID.
 
@@ -69,20 +71,21 @@ def env_for(workdir: Path, idp: IdentityProvider, extra: dict[str, str]) -> dict
 
 
 def stop_and_rss_kib(process: subprocess.Popen) -> int:
-    """SIGTERM the process, reap it with wait4 and return its ru_maxrss (KiB)."""
+    """The process's own peak RSS (VmHWM, KiB), read while it still runs; then SIGTERM and reap
+    it (SIGKILL after 10 s)."""
+    try:
+        status = Path(f"/proc/{process.pid}/status").read_text()
+        peak = int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.M).group(1))
+    except (OSError, AttributeError) as e:
+        raise SystemExit(f"cannot read the peak RSS of {process.pid} (it ended early?): {e}")
     if process.poll() is None:
         os.kill(process.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        pid, _status, usage = os.wait4(process.pid, os.WNOHANG)
-        if pid == process.pid:
-            process.returncode = 0
-            return usage.ru_maxrss
-        time.sleep(0.01)
-    os.kill(process.pid, signal.SIGKILL)
-    _pid, _status, usage = os.wait4(process.pid, 0)
-    process.returncode = -9
-    return usage.ru_maxrss
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    return peak
 
 
 def latency(binary: Path, workdir: Path, idp: IdentityProvider, n: int, warmup: int) -> tuple[dict, int]:
