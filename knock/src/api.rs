@@ -214,7 +214,7 @@ impl<G: Gate> Service<G> {
         };
         log.source = Some(source);
         let now = self.clock.now();
-        if let Err(wait) = self.per_ip.check(&source.to_string(), now) {
+        if let Err(wait) = self.per_ip.check(&crate::source::rate_key(source), now) {
             log.reason = Some("per-ip rate".into());
             return Response::limited("too many requests from this address; slow down", wait);
         }

@@ -152,7 +152,8 @@ pub struct ServerArgs {
         value_name = "N"
     )]
     pub rate_per_principal: u32,
-    /// Requests per minute one source address may make, whatever the outcome; 0 = no limit
+    /// Requests per minute one source address (an IPv6 /64) may make, whatever the outcome; 0 = no
+    /// limit
     #[arg(
         long,
         env = "ALLOWLIST_KNOCK_RATE_PER_IP",

@@ -44,6 +44,15 @@ pub fn host_cidr(ip: IpAddr) -> IpNet {
     IpNet::from(ip)
 }
 
+/// What the per-address rate limit counts: the address itself for IPv4, its /64 for IPv6 (one
+/// host usually holds a whole /64, and rotating addresses within it must not reset the limit).
+pub fn rate_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(_) => IpNet::new(ip, 64).map_or(ip.to_string(), |n| n.trunc().to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,5 +103,19 @@ mod tests {
         );
         assert_eq!(host_cidr(ip("::1")).to_string(), "::1/128");
         assert_eq!(host_cidr(ip("192.0.2.1")).to_string(), "192.0.2.1/32");
+    }
+
+    #[test]
+    fn an_ipv6_host_is_rate_limited_by_its_64() {
+        assert_eq!(rate_key(ip("2001:db8:1:2:aaaa::1")), "2001:db8:1:2::/64");
+        assert_eq!(
+            rate_key(ip("2001:db8:1:2:bbbb::9")),
+            rate_key(ip("2001:db8:1:2::1"))
+        );
+        assert_ne!(
+            rate_key(ip("2001:db8:1:3::1")),
+            rate_key(ip("2001:db8:1:2::1"))
+        );
+        assert_eq!(rate_key(ip("192.0.2.1")), "192.0.2.1");
     }
 }
