@@ -74,6 +74,14 @@ pub fn grants_in(region: &str, rules: &[Rule]) -> Vec<HeldGrant> {
                 ephemeral: false,
                 rules: Vec::new(),
             });
+            // Every rule of a grant carries the same hold unless a change of it was cut short
+            // (an extension that retagged some rules): the latest expiry is the grant's.
+            if let Some(h) = &hold {
+                if grant.expires_at.is_some_and(|at| h.expires_at > at) {
+                    grant.expires_at = Some(h.expires_at);
+                    grant.created_at = h.created_at.or(grant.created_at);
+                }
+            }
             // Before holds were marked, only the creator's rule-level tag said "ephemeral".
             let creator_ephemeral = rule.grant_id() == Some(id.as_str())
                 && rule.tags.get(tags::EPHEMERAL).map(String::as_str) == Some("true");
@@ -220,6 +228,12 @@ mod tests {
         assert_eq!(g2.rule_ids(), ["sgr-1"]);
         assert_eq!((g2.expires_at, g2.ephemeral), (Some(at(90)), true));
         assert!(g1.expired(at(60)) && !g1.expired(at(59)) && !g2.expired(at(60)));
+        // An extension cut short: the grant's latest hold counts.
+        let partly = [
+            rule("sgr-1", "sg-a", 22, "g1", &[("g1", hold(60, false))]),
+            rule("sgr-2", "sg-b", 22, "g1", &[("g1", hold(120, false))]),
+        ];
+        assert_eq!(grants_in("us-west-2", &partly)[0].expires_at, Some(at(120)));
         assert_eq!(g1.ports, [PortRange { from: 22, to: 22 }]);
         assert_eq!(g1.region, "us-west-2");
     }
