@@ -19,12 +19,6 @@ pub struct HeldGrant {
     /// The grant id; empty for a rule tagged by hand without one.
     pub id: String,
     pub region: String,
-    /// Sorted, distinct.
-    pub group_ids: Vec<String>,
-    /// Sorted, distinct.
-    pub cidrs: Vec<IpNet>,
-    /// Sorted, distinct; `PortRange::ALL` for ICMP.
-    pub ports: Vec<PortRange>,
     /// The rules' protocol as AWS names it (`tcp`, `udp`, `icmp`, `icmpv6`).
     pub protocol: String,
     pub created_at: Option<SystemTime>,
@@ -53,6 +47,21 @@ impl HeldGrant {
     pub fn rule_ids(&self) -> Vec<String> {
         self.rules.iter().map(|r| r.id.clone()).collect()
     }
+
+    /// The security groups its rules are in, sorted, distinct.
+    pub fn group_ids(&self) -> Vec<String> {
+        distinct(self.rules.iter().map(|r| r.group_id.clone()))
+    }
+
+    /// The CIDRs its rules open to, sorted, distinct.
+    pub fn cidrs(&self) -> Vec<IpNet> {
+        distinct(self.rules.iter().filter_map(|r| r.cidr))
+    }
+
+    /// The port ranges its rules open, sorted, distinct (`PortRange::ALL` for ICMP).
+    pub fn ports(&self) -> Vec<PortRange> {
+        distinct(self.rules.iter().map(|r| r.ports))
+    }
 }
 
 /// The grants holding `rules` (ours, of one region), sorted by id. A rule several grants share
@@ -64,9 +73,6 @@ pub fn grants_in(region: &str, rules: &[Rule]) -> Vec<HeldGrant> {
             let grant = grants.entry(id.clone()).or_insert_with(|| HeldGrant {
                 id: id.clone(),
                 region: region.to_owned(),
-                group_ids: Vec::new(),
-                cidrs: Vec::new(),
-                ports: Vec::new(),
                 protocol: rule.protocol.clone(),
                 created_at: hold.as_ref().and_then(|h| h.created_at),
                 expires_at: hold.as_ref().map(|h| h.expires_at),
@@ -86,19 +92,13 @@ pub fn grants_in(region: &str, rules: &[Rule]) -> Vec<HeldGrant> {
             let creator_ephemeral = rule.grant_id() == Some(id.as_str())
                 && rule.tags.get(tags::EPHEMERAL).map(String::as_str) == Some("true");
             grant.ephemeral |= hold.as_ref().is_some_and(|h| h.ephemeral) || creator_ephemeral;
-            grant.group_ids.push(rule.group_id.clone());
-            grant.cidrs.extend(rule.cidr);
-            grant.ports.push(rule.ports);
             grant.rules.push(rule.clone());
         }
     }
     grants
         .into_values()
         .map(|mut g| {
-            g.group_ids = sorted(g.group_ids);
-            g.cidrs = sorted(g.cidrs);
-            g.ports = sorted(g.ports);
-            g.rules = sorted(g.rules);
+            g.rules.sort();
             g
         })
         .collect()
@@ -140,12 +140,8 @@ pub fn grants_of(region: &str, rules: &[Rule], granted_by: &str) -> Vec<HeldGran
         .collect()
 }
 
-fn sorted<T: Ord>(items: Vec<T>) -> Vec<T> {
-    items
-        .into_iter()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect()
+fn distinct<T: Ord>(items: impl Iterator<Item = T>) -> Vec<T> {
+    items.collect::<BTreeSet<_>>().into_iter().collect()
 }
 
 /// The grants in `region`, from every managed rule there, or only those of `group_ids` when
@@ -223,7 +219,7 @@ mod tests {
         assert_eq!(ids, ["g1", "g2"]);
         let (g1, g2) = (&grants[0], &grants[1]);
         assert_eq!(g1.rule_ids(), ["sgr-1", "sgr-2"]);
-        assert_eq!(g1.group_ids, ["sg-a", "sg-b"]);
+        assert_eq!(g1.group_ids(), ["sg-a", "sg-b"]);
         assert_eq!((g1.expires_at, g1.ephemeral), (Some(at(60)), false));
         assert_eq!(g2.rule_ids(), ["sgr-1"]);
         assert_eq!((g2.expires_at, g2.ephemeral), (Some(at(90)), true));
@@ -234,7 +230,7 @@ mod tests {
             rule("sgr-2", "sg-b", 22, "g1", &[("g1", hold(120, false))]),
         ];
         assert_eq!(grants_in("us-west-2", &partly)[0].expires_at, Some(at(120)));
-        assert_eq!(g1.ports, [PortRange { from: 22, to: 22 }]);
+        assert_eq!(g1.ports(), [PortRange { from: 22, to: 22 }]);
         assert_eq!(g1.region, "us-west-2");
     }
 

@@ -269,32 +269,32 @@ mod tests {
         let grant = |id: &str, expires: SystemTime| HeldGrant {
             id: id.into(),
             region: "us-west-2".into(),
-            group_ids: vec!["sg-0123abcd".into()],
-            cidrs: vec!["203.0.113.7/32".parse().expect("cidr")],
-            ports: vec![
-                PortRange::single(22),
-                PortRange {
-                    from: 8000,
-                    to: 8100,
-                },
-            ],
             protocol: "tcp".into(),
             created_at: None,
             expires_at: Some(expires),
             granted_by: Some("arn:aws:sts::123456789012:assumed-role/ci/run".into()),
             ephemeral: true,
-            rules: ["sgr-1", "sgr-2"]
-                .into_iter()
-                .map(|rule_id| Rule {
-                    group_id: "sg-0123abcd".into(),
-                    id: rule_id.into(),
-                    protocol: "tcp".into(),
-                    ports: PortRange::single(22),
-                    cidr: None,
-                    description: None,
-                    tags: Default::default(),
-                })
-                .collect(),
+            rules: [
+                ("sgr-1", PortRange::single(22)),
+                (
+                    "sgr-2",
+                    PortRange {
+                        from: 8000,
+                        to: 8100,
+                    },
+                ),
+            ]
+            .into_iter()
+            .map(|(rule_id, ports)| Rule {
+                group_id: "sg-0123abcd".into(),
+                id: rule_id.into(),
+                protocol: "tcp".into(),
+                ports,
+                cidr: Some("203.0.113.7/32".parse().expect("cidr")),
+                description: None,
+                tags: Default::default(),
+            })
+            .collect(),
         };
         let grants = [
             grant("old", now),

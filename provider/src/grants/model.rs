@@ -134,20 +134,18 @@ pub fn state(
 /// One element of `grants`.
 fn grant(g: &HeldGrant, now: SystemTime) -> Value {
     use attr::grant as a;
-    let ports = g.ports.iter().filter(|p| p.from >= 0 && p.from == p.to);
-    let ranges = g.ports.iter().filter(|p| p.from >= 0 && p.from != p.to);
+    let all = g.ports();
+    let ports = all.iter().filter(|p| p.from >= 0 && p.from == p.to);
+    let ranges = all.iter().filter(|p| p.from >= 0 && p.from != p.to);
     let instant =
         |t: Option<SystemTime>| t.map_or(Value::Null, |t| Value::string(format_instant(t)));
     Value::object([
         (a::ID, Value::string(&g.id)),
         (a::REGION, Value::string(&g.region)),
-        (
-            a::SECURITY_GROUP_IDS,
-            Value::strings(g.group_ids.iter().cloned()),
-        ),
+        (a::SECURITY_GROUP_IDS, Value::strings(g.group_ids())),
         (
             a::CIDR_BLOCKS,
-            Value::strings(g.cidrs.iter().map(ToString::to_string)),
+            Value::strings(g.cidrs().iter().map(ToString::to_string)),
         ),
         (
             a::PORTS,
