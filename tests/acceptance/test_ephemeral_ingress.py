@@ -52,8 +52,9 @@ resource "allowlist_temporary_ingress" "bastion" {{
 """, ip_lookup_url=my_ip.url)
 
 
-def test_an_ephemeral_grant_lives_exactly_as_long_as_the_run(terraform, emulator, my_ip, groups):
-    db, bastion = groups
+def rules_seen_mid_run(my_ip, emulator, db: str) -> dict[str, list[dict]]:
+    """Grant id -> the database group's rules, as the emulator had them when the step that
+    depends on the grant asked the stand-in IP service (filled in during the run)."""
     seen: dict[str, list[dict]] = {}
 
     def during(path: str) -> None:
@@ -61,6 +62,12 @@ def test_an_ephemeral_grant_lives_exactly_as_long_as_the_run(terraform, emulator
             seen[grant] = ingress_rules(emulator, [db])
 
     my_ip.on_get = during
+    return seen
+
+
+def test_an_ephemeral_grant_lives_exactly_as_long_as_the_run(terraform, emulator, my_ip, groups):
+    db, bastion = groups
+    seen = rules_seen_mid_run(my_ip, emulator, db)
     terraform.write("main.tf", run_config(my_ip, db, bastion))
     started = datetime.now(timezone.utc)
     terraform.apply()
@@ -146,13 +153,7 @@ def test_a_killed_run_leaves_only_rules_that_expire_and_get_swept(terraform, emu
 
 def test_a_later_step_lists_the_ephemeral_grant_as_ephemeral(terraform, emulator, my_ip, groups):
     db, bastion = groups
-    seen: dict[str, list[dict]] = {}
-
-    def during(path: str) -> None:
-        for grant in parse_qs(urlparse(path).query).get("grant", []):
-            seen[grant] = ingress_rules(emulator, [db])
-
-    my_ip.on_get = during
+    seen = rules_seen_mid_run(my_ip, emulator, db)
     # Through the provider configured from the grant, read after the step that needs it (so
     # during the apply, while the grant is open): who holds access to the database.
     terraform.write("main.tf", run_config(my_ip, db, bastion) + f"""
