@@ -42,9 +42,14 @@ Owns everything between a test's HTTP request and moto's backends:
       region, not an HTML 500.
 * Cheaper per request, same answers: moto's host -> service lookup and its
   per-request ``inspect.getmembers`` of the response class are done once, NAT
-  gateways read their tags by id, and the listen backlog is 4096 (werkzeug's
-  128 overflows when a client opens 170 connections at once; werkzeug closes
-  every connection after one response).
+  gateways read their tags by id, connections are kept alive between requests
+  as on AWS (werkzeug closes every connection after one response), and the
+  listen backlog is 4096 (werkzeug's 128 overflows when a client opens 170
+  connections at once).
+* A repeated EC2 read (Describe*/Get*, byte-identical request, same access key
+  and region) is answered with moto's earlier answer while no other request has
+  reached moto in between (ReadCache): exact, and it spares moto's ~1-3 ms of
+  CPU per request when a client asks 170 accounts x regions at once.
 * A WSGI middleware in front of moto: request counters and fault injection
   under ``/_testbed/``, and ``POST /moto-api/reset`` also clearing both.
   Fault modes: ``error`` (an AWS error in the request's protocol), ``delay``
@@ -162,7 +167,9 @@ NAT_PAGE_MIN, NAT_PAGE_MAX = 5, 1000
 # Switched off through POST /_testbed/settings to behave like stock moto, which
 # ignores tag filters on DescribeNatGateways: tests use it to prove a client
 # does not depend on the server filtering by tag.
-SETTINGS = {"nat_gateway_tag_filters": True}
+# `read_cache` off makes every read reach moto (see ReadCache).
+SETTINGS = {"nat_gateway_tag_filters": True, "read_cache": True}
+SETTINGS_DEFAULTS = dict(SETTINGS)
 
 
 def nat_filter_matches(gateway: NatGateway, name: str, values: list[str]) -> bool:
@@ -948,11 +955,13 @@ class TestbedState:
         self.faults: list[dict[str, Any]] = []
         self.counts: dict[tuple[str, str, str, str], int] = {}
         self.held = 0  # requests a `drop` fault is holding right now
+        self.read_cache_hits = 0  # reads answered by ReadCache instead of moto
 
     def clear(self) -> None:
         with self.lock:
             self.faults = []
             self.counts = {}
+            self.read_cache_hits = 0
 
     def count(self, info: RequestInfo) -> None:
         key = (*info.key(), info.account or "-")
@@ -980,7 +989,8 @@ class TestbedState:
                 {"account": acct, "region": r, "service": s, "action": a, "count": n}
                 for (r, s, a, acct), n in sorted(self.counts.items())
             ]
-        return {"requests": rows, "total": sum(row["count"] for row in rows)}
+            hits = self.read_cache_hits
+        return {"requests": rows, "total": sum(row["count"] for row in rows), "read_cache_hits": hits}
 
 
 # --------------------------------------------------------------------------
@@ -1007,10 +1017,10 @@ class TestbedMiddleware:
             body = list(self.app(environ, start_response))
             if path == "/moto-api/reset" and method == "POST":
                 self.state.clear()
-                SETTINGS["nat_gateway_tag_filters"] = True
+                SETTINGS.update(SETTINGS_DEFAULTS)
             return body
 
-        info = RequestInfo(environ)
+        info = environ["testbed.request"] = RequestInfo(environ)
         self.state.count(info)
         fault = self.state.take_fault(info)
         if fault is not None:
@@ -1075,7 +1085,8 @@ class TestbedMiddleware:
         if path == "/_testbed/requests" and method == "DELETE":
             with self.state.lock:
                 self.state.counts = {}
-            return reply(start_response, 200, {"requests": [], "total": 0})
+                self.state.read_cache_hits = 0
+            return reply(start_response, 200, {"requests": [], "total": 0, "read_cache_hits": 0})
         return reply(start_response, 404, {"error": f"no test bed endpoint {method} {path}"})
 
 
@@ -1089,13 +1100,142 @@ def reply(start_response: StartResponse, status: int, payload: Any) -> list[byte
 
 
 # --------------------------------------------------------------------------
+# Repeated reads answered without moto, exactly.
+# --------------------------------------------------------------------------
+
+
+class ReadCache:
+    """Answers a repeated EC2 read with moto's earlier answer while nothing has changed.
+
+    moto serves every request in one GIL-bound process at ~1-3 ms of CPU each,
+    so 170 concurrent lookups queue for the interpreter where AWS would answer
+    them in parallel. A read (the Describe/Get actions below) whose request is
+    byte-identical to an earlier one, for the same access key and region, gets
+    the earlier 200 answer with a fresh request id, as long as no other request
+    has reached moto since: any other request (a write of any service,
+    /moto-api/*) empties the cache before and after it runs, and a read that
+    overlapped a write is not kept. Faults and counters are applied before this
+    (TestbedMiddleware), so a faulted or counted read behaves as before.
+    `POST /_testbed/settings {"read_cache": false}` turns it off."""
+
+    READS = frozenset({
+        "DescribeAddresses", "DescribeManagedPrefixLists", "DescribeNatGateways", "DescribeRegions",
+        "DescribeSecurityGroupRules", "DescribeSecurityGroups", "GetManagedPrefixListEntries",
+    })
+    MAX_ENTRIES = 4096
+
+    def __init__(self, app: Callable[..., Any], state: TestbedState):
+        self.app = app
+        self.state = state
+        self.lock = threading.Lock()
+        self.generation = 0  # bumped by every request that may change moto's state
+        self.entries: dict[tuple[Any, ...], tuple[str, list[tuple[str, str]], bytes]] = {}
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        key = self.key(environ)
+        if key is None:
+            self.invalidate()
+            try:
+                return list(self.app(environ, start_response))
+            finally:
+                self.invalidate()
+        with self.lock:
+            generation = self.generation
+            hit = self.entries.get(key) if SETTINGS["read_cache"] else None
+        if hit is not None:
+            status, headers, body = hit
+            with self.state.lock:
+                self.state.read_cache_hits += 1
+            start_response(status, [(n, new_request_id() if n.lower() == "x-amzn-requestid" else v)
+                                    for n, v in headers])
+            return [body]
+        answer: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            answer["status"], answer["headers"] = status, list(headers)
+            return start_response(status, headers, exc_info)
+
+        body = b"".join(self.app(environ, capture))
+        if answer.get("status", "").startswith("200 "):
+            with self.lock:
+                if self.generation == generation and len(self.entries) < self.MAX_ENTRIES:
+                    self.entries[key] = (answer["status"], answer["headers"], body)
+        return [body]
+
+    def key(self, environ: dict[str, Any]) -> tuple[Any, ...] | None:
+        """What makes two reads the same request; None for anything that is not a read."""
+        info = environ.get("testbed.request")
+        if info is None or info.service != "ec2" or info.action not in self.READS:
+            return None
+        access_key = re.search(r"Credential=([^/,\s]+)/", environ.get("HTTP_AUTHORIZATION", ""))
+        if access_key is None:
+            return None
+        return (access_key.group(1), info.region, environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"),
+                environ.get("QUERY_STRING"), buffer_body(environ), tuple(sorted(SETTINGS.items())))
+
+    def invalidate(self) -> None:
+        with self.lock:
+            self.generation += 1
+            self.entries.clear()
+
+
+def new_request_id() -> str:
+    """A request id shaped like moto's (52 letters and digits)."""
+    return base64.b32encode(os.urandom(35)).decode().rstrip("=")[:52]
+
+
+# --------------------------------------------------------------------------
 # The threaded server, able to drop a connection with a TCP RST.
 # --------------------------------------------------------------------------
 
 
 class RequestHandler(MotoRequestHandler):
-    """moto's handler; a ResetConnection from the app aborts the connection, a
-    DropConnection closes it gracefully, both without a response."""
+    """moto's handler, with HTTP/1.1 keep-alive as AWS has it; a ResetConnection from
+    the app aborts the connection, a DropConnection closes it gracefully, both
+    without a response.
+
+    werkzeug answers every request with `Connection: close`: http.server cannot
+    find the next request line when an app leaves part of a body unread, and
+    after each response werkzeug drains whatever the socket still holds (which,
+    on a kept connection, would swallow the client's next request). Here a
+    request framed by `Content-Length` alone has its body read before the app
+    runs and the app (and the drain) read from that copy, so the connection is
+    left open for the client's next request. Chunked bodies, `Expect` and
+    `Connection: close` requests keep werkzeug's one request per connection."""
+
+    keep_alive = False
+
+    def setup(self) -> None:
+        super().setup()
+        # werkzeug writes the headers and the body of a response separately: on a
+        # kept connection Nagle's algorithm would hold the body until the client's
+        # delayed ACK of the headers (40 ms on Linux) instead of sending it at once.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def run_wsgi(self) -> None:
+        self.keep_alive = self.body_framed_by_length() and not self.close_connection
+        if not self.keep_alive:
+            super().run_wsgi()
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        stream = self.rfile
+        self.rfile = BytesIO(stream.read(length) if length else b"")
+        try:
+            super().run_wsgi()
+        finally:
+            self.rfile = stream
+
+    def body_framed_by_length(self) -> bool:
+        """True when the request's body is exactly its `Content-Length` bytes (or empty)."""
+        if "Transfer-Encoding" in self.headers or "Expect" in self.headers:
+            return False
+        lengths = self.headers.get_all("Content-Length") or []
+        return len(lengths) <= 1 and all(v.strip().isdigit() for v in lengths)
+
+    def send_header(self, keyword: str, value: str) -> None:
+        if self.keep_alive and keyword.lower() == "connection" and value.strip().lower() == "close":
+            return  # the body was read in full: the connection can carry the next request
+        super().send_header(keyword, value)
 
     def connection_dropped(self, error: BaseException, environ: Any = None) -> None:
         if isinstance(error, DropConnection):
@@ -1112,8 +1252,8 @@ class Server(ThreadedWSGIServer):
     """werkzeug's threaded server; aborted connections skip the graceful shutdown."""
 
     # The listen backlog. werkzeug's 128 is too few for a client that opens a
-    # connection per concurrent request (werkzeug closes every connection after
-    # one response): 170 at once overflow it, and the kernel drops the excess
+    # connection per concurrent request (each connection carries one request at
+    # a time): 170 at once overflow it, and the kernel drops the excess
     # SYNs, which the client retransmits only after a second. The kernel caps
     # this at net.core.somaxconn (4096 by default).
     request_queue_size = 4096
@@ -1147,7 +1287,7 @@ def main(argv: list[str] | None = None) -> None:
     patch_moto()
     opt_in(r for r in args.opt_in.split(",") if r)
     state = TestbedState()
-    app = TestbedMiddleware(Dispatcher(create_backend_app), state, enabled_region_names())
+    app = TestbedMiddleware(ReadCache(Dispatcher(create_backend_app), state), state, enabled_region_names())
     server = Server(args.port, app)
     if args.quiet:
         RequestHandler.log_request = lambda *a, **k: None  # type: ignore[method-assign]

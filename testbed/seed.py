@@ -201,6 +201,10 @@ class Emulator:
         """Off: DescribeNatGateways ignores tag filters, like stock moto (reset turns it on)."""
         self._call("POST", "/_testbed/settings", {"nat_gateway_tag_filters": enabled})
 
+    def set_read_cache(self, enabled: bool) -> None:
+        """Off: every read reaches moto, even a repeated one (reset turns it on; see ReadCache)."""
+        self._call("POST", "/_testbed/settings", {"read_cache": enabled})
+
 
 class Seed:
     """Creates resources in the emulator at `endpoint`, one boto3 client per region."""

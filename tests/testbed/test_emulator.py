@@ -602,6 +602,46 @@ def test_other_accounts_are_reached_through_assume_role(emulator: Emulator) -> N
     assert emulator.count(action="DescribeNatGateways", account="123456789012") == 1
 
 
+def described_gateways(client: Any) -> tuple[set[str], str]:
+    """(NAT gateway ids, the answer's x-amzn-requestid) of one DescribeNatGateways."""
+    answer = client.describe_nat_gateways(Filters=[{"Name": "tag:Name", "Values": ["proxy"]}])
+    ids = {g["NatGatewayId"] for g in answer["NatGateways"]}
+    return ids, answer["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
+
+
+def test_read_cache_answers_repeated_reads_until_anything_changes(emulator: Emulator) -> None:
+    first = emulator.seed.nat_gateway(REGION, {"Name": "proxy"})
+    client = ec2(emulator)
+    emulator.clear_requests()
+    ids, request_id = described_gateways(client)
+    again, again_id = described_gateways(client)
+    assert ids == again == {first}
+    assert again_id != request_id, "every answer carries its own request id"
+    assert emulator.requests()["read_cache_hits"] == 1
+    # Another request (a write) reaches moto: the next read sees its effect.
+    second = emulator.seed.nat_gateway(REGION, {"Name": "proxy"})
+    assert described_gateways(client)[0] == {first, second}
+    # Same request, other account, other region: never another's answer.
+    other = emulator.seed.in_account("222222222222")
+    assert described_gateways(other.ec2(REGION))[0] == set()
+    assert described_gateways(ec2(emulator, OTHER_REGION))[0] == set()
+    # Faults and counters still see a read that the cache would answer.
+    emulator.set_faults([{"region": REGION, "action": "DescribeNatGateways", "mode": "error", "times": 1}])
+    assert error_of(client.describe_nat_gateways,
+                    Filters=[{"Name": "tag:Name", "Values": ["proxy"]}]).response["Error"]["Code"] == "Unavailable"
+    emulator.clear_requests()
+    assert described_gateways(client)[0] == {first, second}  # moto (AssumeRole above emptied the cache)
+    assert described_gateways(client)[0] == {first, second}  # the cache
+    assert emulator.requests()["read_cache_hits"] == 1
+    assert emulator.count(action="DescribeNatGateways") == 2
+    # Switched off, every read reaches moto.
+    emulator.set_read_cache(False)
+    emulator.clear_requests()
+    described_gateways(client)
+    described_gateways(client)
+    assert emulator.requests()["read_cache_hits"] == 0
+
+
 # ---- Fault injection ----------------------------------------------------------
 
 
@@ -774,6 +814,45 @@ def test_drop_fault_releases_the_request_when_the_client_closes(emulator: Emulat
 # ---- Counters and reset ------------------------------------------------------
 
 
+def read_response(stream: Any) -> tuple[str, dict[str, str], bytes]:
+    """(status line, headers by lower-case name, body) of one Content-Length response."""
+    status = stream.readline().decode().strip()
+    headers = {}
+    while (line := stream.readline().decode().strip()):
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers, stream.read(int(headers["content-length"]))
+
+
+def test_connection_is_kept_for_the_next_request(emulator: Emulator) -> None:
+    emulator.seed.nat_gateway(REGION, {"Name": "kept"})
+    host, port, request = raw_nat_request(emulator, REGION)
+    with socket.create_connection((host, port), timeout=10) as sock, sock.makefile("rb") as stream:
+        for _ in range(3):  # three requests, one connection, each answered in full
+            sock.sendall(request)
+            status, headers, body = read_response(stream)
+            assert status == "HTTP/1.1 200 OK"
+            assert headers.get("connection", "").lower() != "close"
+            assert body.count(b"<natGatewayId>") == 1
+        # A request asking to close is answered, then the connection ends.
+        sock.sendall(request.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1))
+        status, headers, _ = read_response(stream)
+        assert (status, headers["connection"]) == ("HTTP/1.1 200 OK", "close")
+        assert stream.read() == b""
+    assert emulator.count(region=REGION, action="DescribeNatGateways") == 4
+
+
+def test_chunked_request_is_answered_and_closes_the_connection(emulator: Emulator) -> None:
+    host, port = emulator.url.removeprefix("http://").split(":")
+    request = f"GET /_testbed/requests HTTP/1.1\r\nHost: {host}:{port}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    with socket.create_connection((host, int(port)), timeout=10) as sock, sock.makefile("rb") as stream:
+        sock.sendall(request.encode())
+        status, headers, answer = read_response(stream)
+        assert (status, headers["connection"]) == ("HTTP/1.1 200 OK", "close")
+        assert b'"total"' in answer
+        assert stream.read() == b""
+
+
 def test_request_counters_by_region_service_action(emulator: Emulator) -> None:
     emulator.set_faults([{"region": REGION, "action": "DescribeVpcs", "mode": "error", "times": 1}])
     error_of(ec2(emulator, REGION).describe_vpcs)  # a faulted request counts too
@@ -789,7 +868,7 @@ def test_request_counters_by_region_service_action(emulator: Emulator) -> None:
     assert emulator.requests()["total"] == 4
     assert emulator.count(action="DescribeNatGateways") == 2
     emulator.clear_requests()
-    assert emulator.requests() == {"requests": [], "total": 0}
+    assert emulator.requests() == {"requests": [], "total": 0, "read_cache_hits": 0}
 
 
 def test_moto_reset_wipes_state_faults_and_counters(emulator: Emulator) -> None:
