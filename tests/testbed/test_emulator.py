@@ -842,6 +842,22 @@ def test_connection_is_kept_for_the_next_request(emulator: Emulator) -> None:
     assert emulator.count(region=REGION, action="DescribeNatGateways") == 4
 
 
+def test_expect_100_continue_is_answered_before_the_body(emulator: Emulator) -> None:
+    host, port = emulator.url.removeprefix("http://").split(":")
+    body = b'[{"region": "%s", "action": "DescribeVpcs", "mode": "error"}]' % REGION.encode()
+    head = (f"POST /_testbed/faults HTTP/1.1\r\nHost: {host}:{port}\r\nExpect: 100-continue\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    with socket.create_connection((host, int(port)), timeout=10) as sock, sock.makefile("rb") as stream:
+        sock.sendall(head)
+        assert stream.readline() == b"HTTP/1.1 100 Continue\r\n"  # before a byte of the body
+        assert stream.readline() == b"\r\n"
+        sock.sendall(body)
+        status, headers, _ = read_response(stream)  # (and no second 100 Continue)
+        assert status == "HTTP/1.1 200 OK"
+        assert headers.get("connection", "").lower() != "close"
+    assert [f["action"] for f in emulator._call("GET", "/_testbed/faults")["faults"]] == ["DescribeVpcs"]
+
+
 def test_chunked_request_is_answered_and_closes_the_connection(emulator: Emulator) -> None:
     host, port = emulator.url.removeprefix("http://").split(":")
     request = f"GET /_testbed/requests HTTP/1.1\r\nHost: {host}:{port}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
