@@ -1229,9 +1229,9 @@ class RequestHandler(MotoRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        # werkzeug writes the headers and the body of a response separately: on a
-        # kept connection Nagle's algorithm would hold the body until the client's
-        # delayed ACK of the headers (40 ms on Linux) instead of sending it at once.
+        # A response leaves as soon as it is flushed: on a kept connection Nagle's
+        # algorithm would hold a write behind the client's delayed ACK of the one
+        # before (40 ms on Linux), e.g. a final answer after a 100 Continue.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def run_wsgi(self) -> None:
