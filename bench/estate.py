@@ -127,12 +127,16 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--lookup", type=Path, default=common.LOOKUP_EXAMPLE)
     parser.add_argument("--provider", type=Path, help="also measure this provider binary's peak RSS")
+    parser.add_argument("--no-read-cache", action="store_true",
+                        help="make the emulator send every read to moto (testbed/emulator.py ReadCache)")
     args = parser.parse_args()
     common.exit_on_signals()
     common.require(args.lookup, "CARGO_TARGET_DIR=target/bench cargo build --release --example lookup -p allowlist-core")
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-estate-"))
     emulator = Emulator.launch(str(common.PYTHON), scratch / "emulator.log", quiet=True)
+    if args.no_read_cache:
+        emulator.set_read_cache(False)
     cases = []
     rss = None
     try:
@@ -171,6 +175,7 @@ def main() -> None:
             lookup_cpu_ms = (children_cpu() - cpu_before[0]) * 1000 / lookups
             emulator_cpu_ms = (emulator_cpu(emulator) - cpu_before[1]) * 1000 / lookups
             assume = emulator.count(action="AssumeRole")
+            cache_hits = emulator.requests()["read_cache_hits"]
             calls = emulator.count(action="DescribeNatGateways")
             if assume != len(accounts):
                 raise SystemExit(f"{name}: {assume} AssumeRole calls, want {len(accounts)}")
@@ -183,6 +188,7 @@ def main() -> None:
                 "max_ms": max(timed), "warmup_ms": [r["wall_ms"] for r in runs if r["warmup"]],
                 "assume_role_calls": assume, "describe_calls": calls,
                 "lookup_cpu_ms": lookup_cpu_ms, "emulator_cpu_ms": emulator_cpu_ms,
+                "read_cache_hits": cache_hits,
             })
             print(f"  {name}: median {statistics.median(timed):.1f} ms {timed}; AssumeRole {assume}; CPU per lookup: "
                   f"lookup {lookup_cpu_ms:.0f} ms, emulator {emulator_cpu_ms:.0f} ms",
@@ -201,19 +207,24 @@ def main() -> None:
         rows.append([c["case"], c["accounts"] * c["regions"], f"{c['median_ms']:.1f}", f"{c['min_ms']:.1f}",
                      f"{c['max_ms']:.1f}", " / ".join(f"{x:.1f}" for x in c["warmup_ms"]),
                      c["assume_role_calls"], f"{c['ratio']:.2f}x", f"{c['lookup_cpu_ms']:.0f}",
-                     f"{c['emulator_cpu_ms']:.0f}"])
+                     f"{c['emulator_cpu_ms']:.0f}", c["read_cache_hits"]])
     markdown = (
         f"### Egress lookup over accounts ({args.repeat} lookups per case after {args.warmup} warm-up; "
         f"DescribeNatGateways delay {BASE_DELAY_MS}+{STEP_MS}*i ms; lookup binary {args.lookup.name})\n\n"
         + common.md_table(["case", "account x region lookups", "median ms", "min ms", "max ms",
                            "warm-up (AssumeRole, cold) ms", "AssumeRole calls", "ratio",
-                           "lookup CPU ms / lookup", "emulator CPU ms / lookup"], rows)
+                           "lookup CPU ms / lookup", "emulator CPU ms / lookup", "reads answered by the emulator's read cache"],
+                          rows)
         + "\nRatios of the delayed cases are to the slowest single lookup; of the no-delay cases, to one "
           "lookup with no delay (what the emulator, moto in one GIL-bound Python process, costs per "
           "concurrent request).\n"
         + "\nCPU per lookup: user + system time of the `lookup` process (its AssumeRole, start-up and "
           "warm-up included) and of the emulator process during the case, divided by the case's "
-          f"{args.repeat + args.warmup} lookups. The emulator runs without a log line per request.\n"
+          f"{args.repeat + args.warmup} lookups. The emulator runs without a log line per request, keeps "
+          "connections alive, and "
+        + ("sends every read to moto (--no-read-cache).\n" if args.no_read_cache else
+           "answers a read identical to an earlier one with no write in between from its read cache "
+           "(testbed/emulator.py ReadCache; --no-read-cache turns it off).\n")
         + "\nhashicorp/aws for the same estate: 170 provider aliases, 170 plugin processes.\n"
     )
     if rss:
@@ -221,7 +232,8 @@ def main() -> None:
                      f"{Path(rss['provider']).parent.name} build): peak RSS "
                      f"{rss['peak_rss_kib'] / 1024:.1f} MiB over {rss['processes']} provider processes; "
                      f"AssumeRole calls {rss['assume_role_calls']}.\n")
-    common.write_results("estate", {"machine": common.machine(), "cases": cases, "provider_plan": rss},
+    common.write_results("estate", {"machine": common.machine(), "cases": cases, "provider_plan": rss,
+                                    "read_cache": not args.no_read_cache},
                          markdown)
 
 
