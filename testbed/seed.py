@@ -165,11 +165,16 @@ class Emulator:
         """Replace the fault table (see emulator.py for the rule fields)."""
         self._call("POST", "/_testbed/faults", rules)
 
+    def faults(self) -> list[dict[str, Any]]:
+        """The fault table as the emulator holds it (defaults filled in, `times` counting down)."""
+        return self._call("GET", "/_testbed/faults")["faults"]
+
     def clear_faults(self) -> None:
         self._call("DELETE", "/_testbed/faults")
 
     def requests(self) -> dict[str, Any]:
-        """``{"requests": [{"region", "service", "action", "count"}, ...], "total": N}``."""
+        """``{"requests": [{"region", "service", "action", "account", "count"}, ...], "total": N,
+        "read_cache_hits": M}`` (M: reads the emulator's ReadCache answered instead of moto)."""
         return self._call("GET", "/_testbed/requests")
 
     def clear_requests(self) -> None:

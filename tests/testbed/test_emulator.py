@@ -855,7 +855,7 @@ def test_expect_100_continue_is_answered_before_the_body(emulator: Emulator) -> 
         status, headers, _ = read_response(stream)  # (and no second 100 Continue)
         assert status == "HTTP/1.1 200 OK"
         assert headers.get("connection", "").lower() != "close"
-    assert [f["action"] for f in emulator._call("GET", "/_testbed/faults")["faults"]] == ["DescribeVpcs"]
+    assert [f["action"] for f in emulator.faults()] == ["DescribeVpcs"]
 
 
 def test_chunked_request_is_answered_and_closes_the_connection(emulator: Emulator) -> None:
