@@ -762,11 +762,13 @@ def method_names_cached(clazz: type) -> frozenset[str]:
 
 
 class RequestInfo:
-    """Region, service and action of one AWS request (None when unsigned)."""
+    """Region, service, access key, account and action of one AWS request (None when unsigned)."""
 
     def __init__(self, environ: dict[str, Any]):
         self.region, self.service = credential_scope(environ)
-        self.account = request_account(environ)
+        match = re.search(r"Credential=([^/,\s]+)/", environ.get("HTTP_AUTHORIZATION", ""))
+        self.access_key = match.group(1) if match else None
+        self.account = key_account(self.access_key) if self.access_key else None
         self.target = environ.get("HTTP_X_AMZ_TARGET")
         self.action = request_action(environ, self.target)
 
@@ -779,12 +781,8 @@ class RequestInfo:
 ACCOUNT_OF_KEY: dict[str, str] = {}
 
 
-def request_account(environ: dict[str, Any]) -> str | None:
-    """The account moto acts in for the request's access key (None when unsigned)."""
-    match = re.search(r"Credential=([^/,\s]+)/", environ.get("HTTP_AUTHORIZATION", ""))
-    if match is None:
-        return None
-    key = match.group(1)
+def key_account(key: str) -> str:
+    """The account moto acts in for the access key `key`."""
     account = ACCOUNT_OF_KEY.get(key)
     if account is None:
         account = get_account_id_from(key)
@@ -1180,12 +1178,9 @@ class ReadCache:
     def key(self, environ: dict[str, Any]) -> tuple[Any, ...] | None:
         """What makes two reads the same request; None for anything that is not a read."""
         info = environ.get("testbed.request")
-        if info is None or info.service != "ec2" or info.action not in self.READS:
+        if info is None or info.access_key is None or info.service != "ec2" or info.action not in self.READS:
             return None
-        access_key = re.search(r"Credential=([^/,\s]+)/", environ.get("HTTP_AUTHORIZATION", ""))
-        if access_key is None:
-            return None
-        return (access_key.group(1), info.region, environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"),
+        return (info.access_key, info.region, environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"),
                 environ.get("QUERY_STRING"), buffer_body(environ), tuple(sorted(SETTINGS.items())))
 
     def invalidate(self) -> None:
